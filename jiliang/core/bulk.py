@@ -1,0 +1,98 @@
+"""Fast bulk inserts: COPY on PostgreSQL, executemany on SQLite, with primary keys allocated first.
+
+Callers run inside ``transaction.atomic()``.  Ids are allocated up front so that change-log rows written in
+the same transaction can name the objects they describe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from django.db import connection, models
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def allocate_ids(model: type[models.Model], count: int) -> list[int]:
+    """Reserve ``count`` primary keys for ``model``.  Must run in the transaction that inserts them."""
+    if count == 0:
+        return []
+    table = model._meta.db_table
+    pk = model._meta.pk.column  # type: ignore[union-attr]
+    with connection.cursor() as cur:
+        if is_postgres():
+            cur.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, pk])
+            seq = cur.fetchone()[0]
+            cur.execute("SELECT nextval(%s) FROM generate_series(1, %s)", [seq, count])
+            return [r[0] for r in cur.fetchall()]
+        # SQLite: the IMMEDIATE transaction holds the write lock, so max+1 cannot race.  Reading
+        # sqlite_sequence as well keeps ids of deleted rows from being reused.
+        cur.execute(f'SELECT COALESCE(MAX("{pk}"), 0) FROM "{table}"')  # noqa: S608 (names from model meta)
+        top = cur.fetchone()[0]
+        cur.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+        row = cur.fetchone()
+        if row and row[0] > top:
+            top = row[0]
+        return list(range(top + 1, top + 1 + count))
+
+
+def _pg_value(v: Any) -> Any:
+    if isinstance(v, dict | list):
+        return orjson.dumps(v).decode()
+    return v
+
+
+def _sqlite_value(v: Any) -> Any:
+    if isinstance(v, dict | list):
+        return orjson.dumps(v).decode()
+    if hasattr(v, "isoformat") and not isinstance(v, str):
+        return v.isoformat()
+    return v
+
+
+def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """Insert raw rows (values in ``columns`` order, JSON fields as dict/list).  Returns the count."""
+    table = model._meta.db_table
+    cols = ", ".join(f'"{c}"' for c in columns)
+    n = 0
+    with connection.cursor() as cur:
+        if is_postgres():
+            raw = cur.cursor  # psycopg 3 cursor underneath Django's wrapper
+            with raw.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
+                for r in rows:
+                    copy.write_row([_pg_value(v) for v in r])
+                    n += 1
+        else:
+            placeholders = ", ".join(["%s"] * len(columns))
+            sql = f'INSERT INTO "{table}" ({cols}) VALUES ({placeholders})'  # noqa: S608
+            batch: list[list[Any]] = []
+            for r in rows:
+                batch.append([_sqlite_value(v) for v in r])
+                if len(batch) >= 5000:
+                    cur.executemany(sql, batch)
+                    n += len(batch)
+                    batch = []
+            if batch:
+                cur.executemany(sql, batch)
+                n += len(batch)
+    return n
+
+
+def bump_sequence(model: type[models.Model]) -> None:
+    """After inserting explicit ids on SQLite, record the high-water mark in sqlite_sequence."""
+    if is_postgres():
+        return
+    table = model._meta.db_table
+    pk = model._meta.pk.column  # type: ignore[union-attr]
+    with connection.cursor() as cur:
+        cur.execute(f'SELECT MAX("{pk}") FROM "{table}"')  # noqa: S608
+        top = cur.fetchone()[0] or 0
+        cur.execute("UPDATE sqlite_sequence SET seq = %s WHERE name = %s AND seq < %s", [top, table, top])
+        if cur.rowcount == 0:
+            cur.execute("SELECT 1 FROM sqlite_sequence WHERE name = %s", [table])
+            if cur.fetchone() is None:
+                cur.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (%s, %s)", [table, top])

@@ -1,0 +1,75 @@
+"""Base models and the append-only change log (变更记录)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class TimeStampedModel(models.Model):
+    """Creation and last-change timestamps; every regulated record has them."""
+
+    created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("更新时间"), auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class AppendOnlyError(RuntimeError):
+    pass
+
+
+class ChangeLogQuerySet(models.QuerySet["ChangeLog"]):
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyError("the change log is append-only")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("the change log is append-only")
+
+
+class ChangeLog(models.Model):
+    """One change to a regulated record: who, when, what (before and after), through which request.
+
+    Append-only: rows are never updated or deleted (the queryset and ``save``/``delete`` refuse).  The
+    tamper-evident Merkle log (C11) will be built over these rows in id order.
+    """
+
+    class Action(models.TextChoices):
+        CREATE = "create", _("创建")
+        UPDATE = "update", _("修改")
+        DELETE = "delete", _("删除")
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField(_("时间"), db_index=True)
+    action = models.CharField(_("操作"), max_length=8, choices=Action.choices)
+    app_label = models.CharField(max_length=50)
+    model = models.CharField(max_length=50)
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(_("对象"), max_length=200)
+    actor_id = models.BigIntegerField(_("操作人ID"), null=True)
+    actor_label = models.CharField(_("操作人"), max_length=150)
+    request_id = models.CharField(_("请求ID"), max_length=64, db_index=True)
+    before = models.JSONField(_("变更前"), null=True)
+    after = models.JSONField(_("变更后"), null=True)
+
+    objects = ChangeLogQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("变更记录")
+        verbose_name_plural = _("变更记录")
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["app_label", "model", "object_id"], name="changelog_object_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.model} {self.object_repr}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("the change log is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("the change log is append-only")

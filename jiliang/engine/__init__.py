@@ -1,0 +1,1 @@
+"""Pure domain algorithms. Nothing under this package may import Django."""
