@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "jiliang.core.middleware.RequestContextMiddleware",
     "jiliang.core.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -109,6 +110,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
+# Vendored assets (htmx, ECharts) are served from the package by WhiteNoise: no CDN, no collectstatic step.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 STATIC_ROOT = Path(os.environ.get("JILIANG_STATIC_ROOT", str(dburl.default_sqlite_path().parent / "static")))
 
 SESSION_COOKIE_HTTPONLY = True

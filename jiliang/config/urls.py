@@ -7,6 +7,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("jiliang.accounts.urls")),
     path("", include("jiliang.portal.urls")),
     path("", include("jiliang.registry.urls")),
     path("", include("jiliang.analytics.urls")),
