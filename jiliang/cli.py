@@ -55,7 +55,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         kwargs: dict[str, Any] = {}
         if bar is not None and args.kind == "instruments":
             kwargs["progress"] = lambda n: bar.update(n - bar.n)
-        result = importing.IMPORTERS[args.kind](table=table, actor=SystemPrincipal(), skip_invalid=args.skip_invalid, **kwargs)
+        importer = importing.IMPORTERS[args.kind]
+        result = importer(table=table, actor=SystemPrincipal(), skip_invalid=args.skip_invalid, **kwargs)
         if bar is not None:
             bar.close()
     except JiliangError as exc:

@@ -13,7 +13,7 @@ from jiliang.accounts.roles import Role, Scope
 from jiliang.core.changelog import log_change, snapshot
 from jiliang.core.errors import JiliangError, NotFound, PermissionDenied
 
-TOKEN_PREFIX = "jl_"
+TOKEN_PREFIX = "jl_"  # noqa: S105 (a public prefix that marks Jiliang tokens, not a secret)
 
 
 @transaction.atomic
@@ -52,7 +52,12 @@ def api_token_create(*, actor: Any, name: str, organization_id: int, role: str,
 @transaction.atomic
 def api_token_revoke(*, actor: Any, token_id: int) -> ApiToken:
     scope = Scope.of(actor)
-    qs = ApiToken.objects.all() if scope.is_admin else ApiToken.objects.filter(organization_id=scope.org_id)
+    if scope.is_admin:
+        qs = ApiToken.objects.all()
+    elif scope.org_id is not None:
+        qs = ApiToken.objects.filter(organization_id=scope.org_id)
+    else:
+        raise NotFound(f"token {token_id} not found")
     tok = qs.select_for_update().filter(pk=token_id).first()
     if tok is None:
         raise NotFound(f"token {token_id} not found")

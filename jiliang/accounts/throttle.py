@@ -20,7 +20,7 @@ def _keys(username: str, ip: str) -> list[str]:
 def is_locked(username: str, ip: str) -> bool:
     limit = settings.LOGIN_MAX_FAILURES
     # the address limit is looser: many people may share one office address
-    counts = [cache.get(k, 0) for k in _keys(username, ip)]
+    counts = [int(cache.get(k, 0)) for k in _keys(username, ip)]
     return counts[0] >= limit or counts[1] >= limit * 4
 
 

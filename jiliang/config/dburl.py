@@ -37,13 +37,15 @@ def parse(url: str | None) -> dict[str, Any]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
-        # sqlite:///ABSOLUTE/PATH -> path '/ABSOLUTE/PATH'; sqlite:///:memory: for tests
-        path = unquote(parts.path)
-        if path in ("", "/"):
+        # sqlite:////var/lib/x.sqlite3 -> /var/lib/x.sqlite3 (absolute); sqlite:///x.sqlite3 -> ./x.sqlite3
+        rest = unquote(url.split("://", 1)[1])
+        if not rest.startswith("/") or rest in ("/", "//"):
             raise ValueError("DATABASE_URL sqlite:/// needs a file path, e.g. sqlite:////var/lib/jiliang/x.sqlite3")
-        if path == "/:memory:":
+        rest = rest[1:]
+        if rest == ":memory:":
             return sqlite_config(":memory:")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(rest).resolve() if not rest.startswith("/") else Path("/" + rest.lstrip("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
         return sqlite_config(path)
     if scheme in ("postgres", "postgresql", "pgsql"):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}

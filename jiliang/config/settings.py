@@ -6,9 +6,12 @@ import os
 import secrets
 from pathlib import Path
 
+import django_stubs_ext
 from django.utils.translation import gettext_lazy as _
 
 from jiliang.config import dburl
+
+django_stubs_ext.monkeypatch()  # lets admin/queryset classes be subscripted for the type checker
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,7 +29,8 @@ if not SECRET_KEY:
     except OSError:
         SECRET_KEY = secrets.token_urlsafe(50)
 
-ALLOWED_HOSTS = [h for h in os.environ.get("JILIANG_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
+_hosts = os.environ.get("JILIANG_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+ALLOWED_HOSTS = [h for h in _hosts.split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("JILIANG_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [
@@ -113,7 +117,7 @@ STATIC_URL = "/static/"
 # Vendored assets (htmx, ECharts) are served from the package by WhiteNoise: no CDN, no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
-STATIC_ROOT = Path(os.environ.get("JILIANG_STATIC_ROOT", str(dburl.default_sqlite_path().parent / "static")))
+STATIC_ROOT = os.environ.get("JILIANG_STATIC_ROOT") or None  # only for `collectstatic` behind a web server
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -22,7 +22,7 @@ def allocate_ids(model: type[models.Model], count: int) -> list[int]:
     if count == 0:
         return []
     table = model._meta.db_table
-    pk = model._meta.pk.column  # type: ignore[union-attr]
+    pk = model._meta.pk.column
     with connection.cursor() as cur:
         if is_postgres():
             cur.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, pk])
@@ -87,7 +87,7 @@ def bump_sequence(model: type[models.Model]) -> None:
     if is_postgres():
         return
     table = model._meta.db_table
-    pk = model._meta.pk.column  # type: ignore[union-attr]
+    pk = model._meta.pk.column
     with connection.cursor() as cur:
         cur.execute(f'SELECT MAX("{pk}") FROM "{table}"')  # noqa: S608
         top = cur.fetchone()[0] or 0

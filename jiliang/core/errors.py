@@ -2,7 +2,8 @@
 
 The API turns :class:`JiliangError` into the documented error envelope (docs/api.md)::
 
-    {"error": {"code": "validation_failed", "message": "...", "details": [{"row": 3, "field": "uscc", "reason": "..."}]}}
+    {"error": {"code": "validation_failed", "message": "...",
+               "details": [{"row": 3, "field": "uscc", "reason": "..."}]}}
 """
 
 from __future__ import annotations

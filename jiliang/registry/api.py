@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import File, Form, Router, Schema
+from ninja import File, Form, Router, Schema, Status
 from ninja.files import UploadedFile
 
 from jiliang.core.api import ERRORS, Page, paginate, principal
@@ -209,7 +209,7 @@ def get_organization(request: HttpRequest, org_id: int) -> Any:
 
 @router.post("/organizations", response={201: OrganizationOut, **ERRORS})
 def create_organization(request: HttpRequest, payload: OrganizationIn) -> Any:
-    return 201, services.organization_create(actor=principal(request), values=payload.dict())
+    return Status(201, services.organization_create(actor=principal(request), values=payload.dict()))
 
 
 @router.patch("/organizations/{org_id}", response={200: OrganizationOut, **ERRORS})
@@ -231,7 +231,7 @@ def get_place(request: HttpRequest, place_id: int) -> Any:
 
 @router.post("/places", response={201: PlaceOut, **ERRORS})
 def create_place(request: HttpRequest, payload: PlaceIn) -> Any:
-    return 201, services.place_create(actor=principal(request), values=payload.dict())
+    return Status(201, services.place_create(actor=principal(request), values=payload.dict()))
 
 
 @router.get("/instrument-models", response={200: Page[InstrumentModelOut], **ERRORS})
@@ -257,7 +257,7 @@ def get_instrument(request: HttpRequest, instrument_id: int) -> Any:
 
 @router.post("/instruments", response={201: InstrumentOut, **ERRORS})
 def create_instrument(request: HttpRequest, payload: InstrumentIn) -> Any:
-    return 201, services.instrument_create(actor=principal(request), values=payload.dict())
+    return Status(201, services.instrument_create(actor=principal(request), values=payload.dict()))
 
 
 @router.patch("/instruments/{instrument_id}", response={200: InstrumentOut, **ERRORS})

@@ -252,7 +252,8 @@ def import_places(*, table: Table, actor: Any, skip_invalid: bool = False) -> Im
         raise JiliangError("places: the header row is wrong", code="validation_failed", details=header)
     regions = _region_codes()
     orgs = dict(Organization.objects.values_list("uscc", "id"))
-    existing = set(Place.objects.filter(key__in=[v.get("key", "") for _, v in table.rows]).values_list("key", flat=True))
+    keys = [v.get("key", "") for _, v in table.rows]
+    existing = set(Place.objects.filter(key__in=keys).values_list("key", flat=True))
     seen: dict[str, int] = {}
     checks: list[tuple[_RowCheck, Any]] = []
     for row, values in table.rows:

@@ -49,7 +49,8 @@ class Organization(TimeStampedModel):
 
     uscc = models.CharField(_("统一社会信用代码"), max_length=18, unique=True)
     name = models.CharField(_("名称"), max_length=200)
-    region = models.ForeignKey(Region, verbose_name=_("所在区划"), on_delete=models.PROTECT, related_name="organizations")
+    region = models.ForeignKey(Region, verbose_name=_("所在区划"), on_delete=models.PROTECT,
+                               related_name="organizations")
     address = models.CharField(_("地址"), max_length=300, blank=True)
     contact_phone = models.CharField(_("联系电话"), max_length=40, blank=True)
 

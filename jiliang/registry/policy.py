@@ -49,7 +49,7 @@ def apply(qs: QS, rule: Callable[[Scope, str], Q | None], principal: Any, action
     return qs.filter(q)
 
 
-def _region(scope: Scope, field: str = "region_id") -> Q | None:
+def _region(scope: Scope, field: str = "region__code") -> Q | None:
     if not scope.region_prefix:
         return None
     return Q(**{f"{field}__startswith": scope.region_prefix})

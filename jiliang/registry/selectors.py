@@ -36,7 +36,7 @@ def instrument_list(*, principal: Any, filters: InstrumentFilters | None = None)
     if f.region:
         from jiliang.accounts.roles import region_prefix
 
-        qs = qs.filter(region_id__startswith=region_prefix(f.region))
+        qs = qs.filter(region__code__startswith=region_prefix(f.region))
     if f.owner_id:
         qs = qs.filter(owner_id=f.owner_id)
     if f.place_id:
@@ -63,7 +63,7 @@ def organization_list(*, principal: Any, q: str = "", kind: str = "", region: st
     if region:
         from jiliang.accounts.roles import region_prefix
 
-        qs = qs.filter(region_id__startswith=region_prefix(region))
+        qs = qs.filter(region__code__startswith=region_prefix(region))
     return qs.order_by("name", "id")
 
 
@@ -83,7 +83,7 @@ def place_list(*, principal: Any, q: str = "", kind: str = "", region: str = "")
     if region:
         from jiliang.accounts.roles import region_prefix
 
-        qs = qs.filter(region_id__startswith=region_prefix(region))
+        qs = qs.filter(region__code__startswith=region_prefix(region))
     return qs.order_by("key")
 
 

@@ -131,7 +131,8 @@ def _read_json(data: bytes) -> Table:
 
 
 def check_columns(table: Table, required: tuple[str, ...], optional: tuple[str, ...]) -> list[Problem]:
-    problems = [Problem(row=1, field=c, reason="required column is missing") for c in required if c not in table.columns]
+    problems = [Problem(row=1, field=c, reason="required column is missing")
+                for c in required if c not in table.columns]
     allowed = set(required) | set(optional)
     problems += [
         Problem(row=1, field=c, reason=f"unknown column (allowed: {', '.join((*required, *optional))})")

@@ -1,0 +1,254 @@
+"""Every API operation × every role: what it may and may not see and change.
+
+``CASES`` must name every operation in the OpenAPI document: adding an endpoint without a case here fails
+``test_every_operation_has_a_permission_case``.  Expectations come from tests/world.py, written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from jiliang.accounts.services import api_token_create
+from jiliang.config.api import api
+from jiliang.registry.models import Instrument, Organization, Place
+from tests.world import USERS, World, expected_visibility, make_uscc
+
+pytestmark = pytest.mark.django_db
+
+ALL_USERS = [u[0] for u in USERS]
+CASES: dict[tuple[str, str], Callable[[World, dict[str, Client]], None]] = {}
+
+
+def case(method: str, path: str) -> Callable[[Callable[[World, dict[str, Client]], None]], Any]:
+    def deco(fn: Callable[[World, dict[str, Client]], None]) -> Any:
+        CASES[(method, path)] = fn
+        return fn
+
+    return deco
+
+
+def ids(resp: Any) -> set[int]:
+    assert resp.status_code == 200, resp.content
+    body = resp.json()
+    assert body["count"] == len(body["items"])
+    return {row["id"] for row in body["items"]}
+
+
+# ------------------------------------------------------------------------------------------------ the cases
+
+@case("get", "/api/v1/regions")
+def _regions(w: World, c: dict[str, Client]) -> None:
+    for name in ALL_USERS:
+        r = c[name].get("/api/v1/regions")
+        assert r.status_code == 200 and any(x["code"] == "440304" for x in r.json())
+
+
+@case("get", "/api/v1/instrument-types")
+def _types(w: World, c: dict[str, Client]) -> None:
+    for name in ALL_USERS:
+        r = c[name].get("/api/v1/instrument-types")
+        assert r.status_code == 200 and len(r.json()) == 8
+
+
+@case("get", "/api/v1/organizations")
+def _orgs(w: World, c: dict[str, Client]) -> None:
+    exp = expected_visibility(w)
+    for name in ALL_USERS:
+        assert ids(c[name].get("/api/v1/organizations?limit=500")) == exp[name]["orgs"], name
+
+
+@case("get", "/api/v1/organizations/{org_id}")
+def _org(w: World, c: dict[str, Client]) -> None:
+    exp = expected_visibility(w)
+    for name in ALL_USERS:
+        for org in w.orgs.values():
+            r = c[name].get(f"/api/v1/organizations/{org.pk}")
+            assert r.status_code == (200 if org.pk in exp[name]["orgs"] else 404), (name, org.name)
+
+
+@case("post", "/api/v1/organizations")
+def _org_create(w: World, c: dict[str, Client]) -> None:
+    allowed = {"admin", "city_regulator", "futian_regulator"}
+    for n, name in enumerate(ALL_USERS, start=50):
+        code = make_uscc("440304", n, "92")
+        r = c[name].post("/api/v1/organizations", {"uscc": code, "name": f"新摊位{n}", "kinds": ["market_entity"],
+                                                   "region_code": "440304"}, content_type="application/json")
+        created = Organization.objects.filter(uscc=code).exists()
+        assert (r.status_code == 201) == (name in allowed) == created, (name, r.content)
+    # a district regulator cannot register in another district
+    code = make_uscc("440305", 99, "92")
+    body = {"uscc": code, "name": "南山某店", "kinds": ["market_entity"], "region_code": "440305"}
+    r = c["futian_regulator"].post("/api/v1/organizations", body, content_type="application/json")
+    assert r.status_code == 400 and not Organization.objects.filter(uscc=code).exists()
+
+
+@case("patch", "/api/v1/organizations/{org_id}")
+def _org_patch(w: World, c: dict[str, Client]) -> None:
+    exp = expected_visibility(w)
+    target = w.orgs["stall_f"]
+    allowed = {"admin", "city_regulator", "futian_regulator", "stall_f_user"}
+    for name in ALL_USERS:
+        r = c[name].patch(f"/api/v1/organizations/{target.pk}", {"address": f"by {name}"},
+                          content_type="application/json")
+        want = 200 if name in allowed else (403 if target.pk in exp[name]["orgs"] else 404)
+        assert r.status_code == want, (name, r.content)
+        target.refresh_from_db()
+        assert (target.address == f"by {name}") == (name in allowed)
+
+
+@case("get", "/api/v1/places")
+def _places(w: World, c: dict[str, Client]) -> None:
+    exp = expected_visibility(w)
+    for name in ALL_USERS:
+        assert ids(c[name].get("/api/v1/places")) == exp[name]["places"], name
+
+
+@case("get", "/api/v1/places/{place_id}")
+def _place(w: World, c: dict[str, Client]) -> None:
+    exp = expected_visibility(w)
+    for name in ALL_USERS:
+        for p in w.places.values():
+            r = c[name].get(f"/api/v1/places/{p.pk}")
+            assert r.status_code == (200 if p.pk in exp[name]["places"] else 404), (name, p.key)
+
+
+@case("post", "/api/v1/places")
+def _place_create(w: World, c: dict[str, Client]) -> None:
+    allowed = {"admin", "city_regulator", "futian_regulator"}
+    for name in ALL_USERS:
+        key = f"MKT-NEW-{name}"
+        r = c[name].post("/api/v1/places", {"key": key, "name": "新市场", "kind": "market", "region_code": "440304",
+                                            "operator_uscc": w.orgs["mo_f"].uscc}, content_type="application/json")
+        assert (r.status_code == 201) == (name in allowed) == Place.objects.filter(key=key).exists(), (name, r.content)
+
+
+@case("get", "/api/v1/instrument-models")
+def _models(w: World, c: dict[str, Client]) -> None:
+    for name in ALL_USERS:
+        n = len(ids(c[name].get("/api/v1/instrument-models")))
+        assert n == (0 if name == "citizen" else 2), name
+
+
+@case("get", "/api/v1/instruments")
+def _instruments(w: World, c: dict[str, Client]) -> None:
+    exp = expected_visibility(w)
+    for name in ALL_USERS:
+        assert ids(c[name].get("/api/v1/instruments")) == exp[name]["instruments"], name
+        # filters never widen the scope
+        assert ids(c[name].get("/api/v1/instruments?region=440305")) <= exp[name]["instruments"]
+
+
+@case("get", "/api/v1/instruments/{instrument_id}")
+def _instrument(w: World, c: dict[str, Client]) -> None:
+    exp = expected_visibility(w)
+    for name in ALL_USERS:
+        for i in w.instruments.values():
+            r = c[name].get(f"/api/v1/instruments/{i.pk}")
+            assert r.status_code == (200 if i.pk in exp[name]["instruments"] else 404), (name, i.device_id)
+
+
+def _new_scale(w: World, device: str) -> dict[str, Any]:
+    return {"device_id": device, "instrument_type": "scale", "maker_uscc": w.orgs["maker"].uscc, "model": "ACS-15",
+            "serial": "NEW-" + device, "owner_uscc": w.orgs["stall_f"].uscc, "place_key": "MKT-F",
+            "status": "in_service", "accuracy_class": "III"}
+
+
+INSTRUMENT_WRITERS = {"admin", "city_regulator", "futian_regulator", "stall_f_user"}
+
+
+@case("post", "/api/v1/instruments")
+def _instrument_create(w: World, c: dict[str, Client]) -> None:
+    for name in ALL_USERS:
+        dev = f"SC-NEW-{name}"
+        r = c[name].post("/api/v1/instruments", _new_scale(w, dev), content_type="application/json")
+        made = Instrument.objects.filter(device_id=dev).exists()
+        assert (r.status_code == 201) == (name in INSTRUMENT_WRITERS) == made, (name, r.content)
+
+
+@case("patch", "/api/v1/instruments/{instrument_id}")
+def _instrument_patch(w: World, c: dict[str, Client]) -> None:
+    exp = expected_visibility(w)
+    target = w.instruments["I_F"]
+    for name in ALL_USERS:
+        r = c[name].patch(f"/api/v1/instruments/{target.pk}", {"sw_id": name[:20]}, content_type="application/json")
+        want = 200 if name in INSTRUMENT_WRITERS else (403 if target.pk in exp[name]["instruments"] else 404)
+        assert r.status_code == want, (name, r.content)
+        target.refresh_from_db()
+        assert (target.sw_id == name[:20]) == (name in INSTRUMENT_WRITERS)
+
+
+@case("post", "/api/v1/import/{kind}")
+def _import(w: World, c: dict[str, Client]) -> None:
+    for name in ALL_USERS:
+        dev = f"SC-IMP-{name}"
+        row = _new_scale(w, dev)
+        csv = ",".join(row) + "\n" + ",".join(str(v) for v in row.values()) + "\n"
+        f = SimpleUploadedFile("x.csv", csv.encode(), content_type="text/csv")
+        r = c[name].post("/api/v1/import/instruments", {"file": f})
+        made = Instrument.objects.filter(device_id=dev).exists()
+        assert (r.status_code == 200) == (name in INSTRUMENT_WRITERS) == made, (name, r.content)
+
+
+# -------------------------------------------------------------------------------------------------- the tests
+
+def _operations() -> set[tuple[str, str]]:
+    schema = api.get_openapi_schema()
+    return {(m, p) for p, ops in schema["paths"].items() for m in ops if m in ("get", "post", "patch", "put", "delete")}
+
+
+def test_every_operation_has_a_permission_case() -> None:
+    missing = _operations() - set(CASES)
+    assert not missing, f"API operations without a permission case in {__file__}: {sorted(missing)}"
+    stale = set(CASES) - _operations()
+    assert not stale, f"cases for operations that no longer exist: {sorted(stale)}"
+
+
+@pytest.fixture
+def clients(world: World) -> dict[str, Client]:
+    out = {}
+    for name, user in world.users.items():
+        cl = Client()
+        cl.force_login(user)
+        out[name] = cl
+    return out
+
+
+@pytest.mark.parametrize("op", sorted(CASES), ids=lambda op: f"{op[0].upper()} {op[1]}")
+def test_operation_scope_for_every_role(op: tuple[str, str], world: World, clients: dict[str, Client]) -> None:
+    CASES[op](world, clients)
+
+
+@pytest.mark.parametrize("op", sorted(CASES), ids=lambda op: f"{op[0].upper()} {op[1]}")
+def test_anonymous_gets_401_everywhere(op: tuple[str, str], world: World) -> None:
+    method, path = op
+    url = path.replace("{org_id}", str(world.orgs["stall_f"].pk)).replace(
+        "{place_id}", str(world.places["P_F"].pk)).replace("{instrument_id}", str(world.instruments["I_F"].pk)).replace(
+        "{kind}", "instruments")
+    data = json.dumps({}) if method != "get" else None
+    r = getattr(Client(), method)(url, content_type="application/json", data=data)
+    assert r.status_code == 401, (op, r.status_code)
+    assert r.json()["error"]["code"] == "unauthenticated"
+
+
+def test_api_token_sees_only_its_organisation(world: World) -> None:
+    _, raw = api_token_create(actor=world.users["admin"], name="meter platform", organization_id=world.orgs["water"].pk,
+                              role="utility")
+    c = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert ids(c.get("/api/v1/instruments")) == world.ids("I_W")
+    assert c.get(f"/api/v1/instruments/{world.instruments['I_F'].pk}").status_code == 404
+    assert Client(HTTP_AUTHORIZATION="Bearer jl_not-a-token").get("/api/v1/instruments").status_code == 401
+
+
+def test_session_writes_need_csrf(world: World) -> None:
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(world.users["admin"])
+    r = c.patch(f"/api/v1/instruments/{world.instruments['I_F'].pk}", {"sw_id": "x"}, content_type="application/json")
+    assert r.status_code in (401, 403)
+    world.instruments["I_F"].refresh_from_db()
+    assert world.instruments["I_F"].sw_id == ""

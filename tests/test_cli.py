@@ -1,0 +1,67 @@
+"""The ``jiliang`` command as a user runs it: a fresh database file, real subprocesses, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.world import make_uscc
+
+
+def run(args: list[str], db: Path, **kw: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "JILIANG_HOME": str(db.parent), **kw}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return subprocess.run([sys.executable, "-m", "jiliang.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+
+
+@pytest.fixture
+def dbfile(tmp_path: Path) -> Path:
+    return tmp_path / "sub" / "x.sqlite3"
+
+
+def test_import_into_a_fresh_database_migrates_it_first(dbfile: Path, tmp_path: Path) -> None:
+    orgs = tmp_path / "orgs.csv"
+    code = make_uscc("440304", 1)
+    orgs.write_text(f"uscc,name,kinds,region_code\n{code},甲公司,market_entity,440304\n", encoding="utf-8")
+    r = run(["import", "organizations", str(orgs)], dbfile)
+    assert r.returncode == 0, r.stderr
+    assert "organizations: 1 imported, 0 rejected" in r.stdout
+    assert dbfile.exists()
+    again = run(["import", "organizations", str(orgs)], dbfile)
+    assert again.returncode == 1
+    assert "row 2, field uscc: an organization with this credit code is already registered" in again.stderr
+
+
+def test_bad_file_exits_non_zero_with_a_one_line_reason(dbfile: Path, tmp_path: Path) -> None:
+    r = run(["import", "instruments", str(tmp_path / "missing.csv")], dbfile)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("jiliang: error:") and "no such file" in r.stderr
+
+
+def test_skip_invalid_saves_rejected_rows(dbfile: Path, tmp_path: Path) -> None:
+    orgs = tmp_path / "orgs.csv"
+    orgs.write_text("uscc,name,kinds,region_code\n"
+                    f"{make_uscc('440304', 1)},甲,market_entity,440304\n"
+                    f"{make_uscc('440304', 2)[:17]}I,乙,market_entity,440304\n", encoding="utf-8")
+    r = run(["import", "organizations", str(orgs), "--skip-invalid"], dbfile)
+    assert r.returncode == 0, r.stderr
+    assert "1 imported, 1 rejected" in r.stdout
+    rejected = (tmp_path / "orgs.rejected.csv").read_text(encoding="utf-8")
+    assert "uscc:" in rejected and "乙" in rejected
+
+
+def test_usage_errors_and_help(dbfile: Path) -> None:
+    assert run(["import", "gadgets", "x.csv"], dbfile).returncode == 2
+    h = run(["import", "--help"], dbfile)
+    assert h.returncode == 0 and "--skip-invalid" in h.stdout
+    assert run([], dbfile).returncode == 2
+
+
+def test_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
+    r = run(["import", "organizations", "x.csv"], tmp_path / "x.sqlite3", DATABASE_URL="mysql://nope")
+    assert r.returncode != 0 and "DATABASE_URL" in r.stderr
