@@ -112,6 +112,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_input(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    path = Path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"{name}: no such file")
+    return path.read_bytes()
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import orjson
+
+    from jiliang.engine.rules import RuleError, evaluate, load_tables
+
+    try:
+        raw = _read_input(args.file)
+        request = orjson.loads(raw)
+        result = evaluate(request, load_tables())
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
+    except orjson.JSONDecodeError as exc:
+        return _fail(f"the input is not valid JSON: {exc}")
+    except RuleError as exc:
+        return _fail(str(exc))
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2 if args.pretty else 0).decode() + "\n")
+    return 0
+
+
+def cmd_sampling_plan(args: argparse.Namespace) -> int:
+    import orjson
+
+    from jiliang.engine.sampling import SamplingError, plan
+
+    if args.lot_size < 2:
+        return _fail("--lot-size must be at least 2")
+    try:
+        p = plan(lot_size=args.lot_size, aql=args.aql, level=args.level)
+    except SamplingError as exc:
+        return _fail(str(exc))
+    sys.stdout.write(orjson.dumps(p.as_dict()).decode() + "\n")
+    return 0
+
+
 def cmd_createsuperuser(args: argparse.Namespace) -> int:
     from django.core.management import call_command
 
@@ -157,6 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--rejected", help="where to save rejected rows (default FILE.rejected.csv)")
     i.set_defaults(func=cmd_import)
 
+    e = sub.add_parser("evaluate", help="MPE verdict for verification test points (SPEC 3.3)",
+                       description="Read one JSON object (instrument_type, accuracy_class, stage, params, points) "
+                       "from FILE or - (stdin) and print {conforming, points: [{point, mpe, verdict, margin}]}. "
+                       "Exit 2 with a one-line reason naming an unknown type, class, point or missing field. "
+                       "Low-confidence MPE values can be overridden with a YAML file named by JILIANG_RULES_FILE.")
+    e.add_argument("file", help="a JSON file, or - for standard input")
+    e.add_argument("--pretty", action="store_true", help="indent the JSON output")
+    e.set_defaults(func=cmd_evaluate, needs_db=False)
+
+    sp = sub.add_parser("sampling-plan", help="GB/T 2828.1 normal single sampling plan (SPEC 3.6)",
+                        description="Print {code_letter, plan_letter, n, ac, re, inspect_all} for a lot size, AQL "
+                        "and inspection level, following Table 2-A's arrows.")
+    sp.add_argument("--lot-size", type=int, required=True, help="number of units in the lot")
+    sp.add_argument("--aql", required=True, help="acceptance quality limit, a value of Table 2-A (0.65 … 6.5)")
+    sp.add_argument("--level", default="II", choices=["S-1", "S-2", "S-3", "S-4", "I", "II", "III"],
+                    help="inspection level (default II)")
+    sp.set_defaults(func=cmd_sampling_plan, needs_db=False)
+
     c = sub.add_parser("createsuperuser", help="create an administrator account")
     c.set_defaults(func=cmd_createsuperuser)
     return p
@@ -168,11 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT
-    try:
-        _setup()
-        ensure_migrated(verbose=True)
-    except Exception as exc:  # a bad DATABASE_URL or an unreachable server
-        return _fail(f"cannot open the database: {exc}")
+    if getattr(args, "needs_db", True):
+        try:
+            _setup()
+            ensure_migrated(verbose=True)
+        except Exception as exc:  # a bad DATABASE_URL or an unreachable server
+            return _fail(f"cannot open the database: {exc}")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

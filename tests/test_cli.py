@@ -65,3 +65,30 @@ def test_usage_errors_and_help(dbfile: Path) -> None:
 def test_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
     r = run(["import", "organizations", "x.csv"], tmp_path / "x.sqlite3", DATABASE_URL="mysql://nope")
     assert r.returncode != 0 and "DATABASE_URL" in r.stderr
+
+
+def test_evaluate_reads_stdin_and_prints_the_contract(dbfile: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{dbfile}"}
+    req = ('{"instrument_type": "scale", "accuracy_class": "III", "params": {"e_g": 5, "max_g": 15000},'
+           ' "points": [{"load_g": 10000, "error_g": 5.5}]}')
+    r = subprocess.run([sys.executable, "-m", "jiliang.cli", "evaluate", "-"], input=req, capture_output=True,
+                       text=True, env=env, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    assert json.loads(r.stdout) == {"conforming": False, "points": [
+        {"point": "10000 g", "mpe": 5.0, "verdict": "fail", "margin": -0.5}]}
+    assert not dbfile.exists(), "evaluate needs no database"
+    bad = subprocess.run([sys.executable, "-m", "jiliang.cli", "evaluate", "-"], input='{"instrument_type": "x"}',
+                         capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "instrument_type" in bad.stderr
+
+
+def test_sampling_plan_command(dbfile: Path) -> None:
+    import json
+
+    r = run(["sampling-plan", "--lot-size", "500", "--aql", "2.5"], dbfile)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"code_letter": "H", "plan_letter": "H", "n": 50, "ac": 3, "re": 4,
+                                    "inspect_all": False}
+    assert run(["sampling-plan", "--lot-size", "500", "--aql", "3"], dbfile).returncode == 2
