@@ -44,6 +44,7 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from jiliang.accounts.models import SystemPrincipal
+    from jiliang.config.importers import importers
     from jiliang.core.errors import JiliangError
     from jiliang.registry import importing
     from jiliang.registry.tabular import read_path
@@ -55,7 +56,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         kwargs: dict[str, Any] = {}
         if bar is not None and args.kind == "instruments":
             kwargs["progress"] = lambda n: bar.update(n - bar.n)
-        importer = importing.IMPORTERS[args.kind]
+        importer = importers()[args.kind]
         result = importer(table=table, actor=SystemPrincipal(), skip_invalid=args.skip_invalid, **kwargs)
         if bar is not None:
             bar.close()
@@ -191,10 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("import", help="bulk import a registry file (CSV, XLSX or JSON)",
-                       description="Import organizations, places or instruments (columns of SPEC 3.5). Every row is "
+                       description="Import organizations, places, instruments or verifications (columns of SPEC "
+                       "3.5). Every row is "
                        "validated first; any bad row refuses the whole file (exit 1, every problem listed) unless "
                        "--skip-invalid is given, which imports the good rows and writes the rejected ones to a file.")
-    i.add_argument("kind", choices=["organizations", "places", "instruments"])
+    i.add_argument("kind", choices=["organizations", "places", "instruments", "verifications"])
     i.add_argument("file", help=".csv (UTF-8, header row), .xlsx (first sheet) or .json (array of objects)")
     i.add_argument("--skip-invalid", action="store_true", help="import the good rows, save the rejected ones")
     i.add_argument("--rejected", help="where to save rejected rows (default FILE.rejected.csv)")

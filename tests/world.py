@@ -44,6 +44,7 @@ class World:
     places: dict[str, Place] = field(default_factory=dict)
     instruments: dict[str, Instrument] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
+    verifications: dict[str, Any] = field(default_factory=dict)
 
     def ids(self, *keys: str) -> set[int]:
         return {self.instruments[k].pk for k in keys}
@@ -109,6 +110,12 @@ def build_world() -> World:
     inst("I_F", "SC-F-1", scale_model, "stall_f", "P_F")
     inst("I_N", "SC-N-1", scale_model, "stall_n", "P_N")
     inst("I_W", "WM-N-1", water_model, "water", "P_R")
+    from jiliang.verification.models import Verification
+
+    for key, inst_key in (("V_F", "I_F"), ("V_N", "I_N"), ("V_W", "I_W")):
+        w.verifications[key] = Verification.objects.create(
+            instrument=w.instruments[inst_key], kind="periodic", date="2025-06-01", institution=w.orgs["inst"],
+            points=[], results=[], conforming=True)
     for name, role, org, region in USERS:
         u = User(username=name, role=role, organization=w.orgs[org] if org else None, region_id=region,
                  is_superuser=role == Role.ADMIN, is_staff=role == Role.ADMIN)
@@ -120,18 +127,26 @@ def build_world() -> World:
 
 def expected_visibility(w: World) -> dict[str, dict[str, Any]]:
     """What each user must see, written out by hand (not derived from the policy under test)."""
+    all_v = {v.pk for v in w.verifications.values()}
+    v_f, v_w = {w.verifications["V_F"].pk}, {w.verifications["V_W"].pk}
     all_i = w.ids("I_F", "I_N", "I_W")
     all_o = {o.pk for o in w.orgs.values()}
     all_p = w.place_ids("P_F", "P_N", "P_R")
     futian_o = w.org_ids("mo_f", "stall_f", "inst")
     return {
-        "admin": {"instruments": all_i, "orgs": all_o, "places": all_p},
-        "city_regulator": {"instruments": all_i, "orgs": all_o, "places": all_p},
-        "futian_regulator": {"instruments": w.ids("I_F"), "orgs": futian_o, "places": w.place_ids("P_F")},
-        "futian_inspector": {"instruments": w.ids("I_F"), "orgs": futian_o, "places": w.place_ids("P_F")},
-        "futian_institute": {"instruments": w.ids("I_F"), "orgs": futian_o, "places": w.place_ids("P_F")},
-        "maker_user": {"instruments": all_i, "orgs": w.org_ids("maker"), "places": set()},
-        "water_user": {"instruments": w.ids("I_W"), "orgs": w.org_ids("water"), "places": w.place_ids("P_R")},
-        "stall_f_user": {"instruments": w.ids("I_F"), "orgs": w.org_ids("stall_f"), "places": w.place_ids("P_F")},
-        "citizen": {"instruments": set(), "orgs": set(), "places": set()},
+        "admin": {"instruments": all_i, "orgs": all_o, "places": all_p, "verifications": all_v},
+        "city_regulator": {"instruments": all_i, "orgs": all_o, "places": all_p, "verifications": all_v},
+        "futian_regulator": {"instruments": w.ids("I_F"), "orgs": futian_o, "places": w.place_ids("P_F"),
+                             "verifications": v_f},
+        "futian_inspector": {"instruments": w.ids("I_F"), "orgs": futian_o, "places": w.place_ids("P_F"),
+                             "verifications": v_f},
+        # the institute performed all three verifications, so it sees them all
+        "futian_institute": {"instruments": w.ids("I_F"), "orgs": futian_o, "places": w.place_ids("P_F"),
+                             "verifications": all_v},
+        "maker_user": {"instruments": all_i, "orgs": w.org_ids("maker"), "places": set(), "verifications": all_v},
+        "water_user": {"instruments": w.ids("I_W"), "orgs": w.org_ids("water"), "places": w.place_ids("P_R"),
+                       "verifications": v_w},
+        "stall_f_user": {"instruments": w.ids("I_F"), "orgs": w.org_ids("stall_f"), "places": w.place_ids("P_F"),
+                         "verifications": v_f},
+        "citizen": {"instruments": set(), "orgs": set(), "places": set(), "verifications": set()},
     }

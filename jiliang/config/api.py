@@ -72,8 +72,10 @@ def on_404(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 def _routers() -> None:
     from jiliang.registry.api import router as registry_router
+    from jiliang.verification.api import router as verification_router
 
     api.add_router("/v1/", registry_router)
+    api.add_router("/v1/", verification_router)
 
 
 _routers()

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "jiliang.core",
     "jiliang.registry",
     "jiliang.accounts",
+    "jiliang.verification",
     "jiliang.portal",
     "jiliang.analytics",
 ]

@@ -11,7 +11,7 @@ from ninja.files import UploadedFile
 
 from jiliang.core.api import ERRORS, Page, paginate, principal
 from jiliang.core.errors import JiliangError
-from jiliang.registry import importing, selectors, services
+from jiliang.registry import selectors, services
 from jiliang.registry.selectors import InstrumentFilters
 from jiliang.registry.tabular import read_table
 
@@ -134,6 +134,9 @@ class InstrumentOut(Schema):
     sw_id: str
     sw_hash: str
     public_key_hex: str
+    last_verified_on: dt.date | None
+    last_verification_conforming: bool | None
+    valid_until: dt.date | None
 
     @staticmethod
     def resolve_instrument_type(obj: Any) -> str:
@@ -270,10 +273,13 @@ def update_instrument(request: HttpRequest, instrument_id: int, payload: Instrum
              summary="Bulk import (SPEC 3.5): CSV, XLSX or JSON; all or nothing unless skip_invalid")
 def bulk_import(request: HttpRequest, kind: str, file: File[UploadedFile],
                 skip_invalid: Form[bool] = False) -> Any:
-    if kind not in importing.IMPORTERS:
-        raise JiliangError(f"unknown import kind {kind!r} (use {', '.join(importing.IMPORTERS)})", code="not_found",
+    from jiliang.config.importers import importers
+
+    available = importers()
+    if kind not in available:
+        raise JiliangError(f"unknown import kind {kind!r} (use {', '.join(available)})", code="not_found",
                            status=404)
     table = read_table(file.read(), file.name or "upload")
-    res = importing.IMPORTERS[kind](table=table, actor=principal(request), skip_invalid=skip_invalid)
+    res = available[kind](table=table, actor=principal(request), skip_invalid=skip_invalid)
     return {"kind": kind, "created": res.created, "rejected": len(res.rejected),
             "problems": [p.as_dict() for p in res.problems]}

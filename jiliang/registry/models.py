@@ -232,6 +232,10 @@ class Instrument(TimeStampedModel):
     sw_hash = models.CharField(_("软件校验和"), max_length=128, blank=True)
     public_key_hex = models.CharField(_("签名公钥"), max_length=400, blank=True)
     qr_token = models.CharField(_("二维码令牌"), max_length=32, unique=True, default=new_qr_token, editable=False)
+    # The latest verification, kept here by the verification services so due lists are one indexed query.
+    last_verified_on = models.DateField(_("最近检定日期"), null=True, blank=True)
+    last_verification_conforming = models.BooleanField(_("最近检定合格"), null=True, blank=True)
+    valid_until = models.DateField(_("有效期至"), null=True, blank=True)
 
     objects = InstrumentQuerySet.as_manager()
 
@@ -247,6 +251,7 @@ class Instrument(TimeStampedModel):
             models.Index(fields=["owner"], name="instr_owner_idx"),
             models.Index(fields=["place"], name="instr_place_idx"),
             models.Index(fields=["maker", "instrument_type"], name="instr_maker_idx"),
+            models.Index(fields=["valid_until", "region"], name="instr_valid_until_idx"),
         ]
 
     def __str__(self) -> str:

@@ -195,6 +195,41 @@ def _import(w: World, c: dict[str, Client]) -> None:
         assert (r.status_code == 200) == (name in INSTRUMENT_WRITERS) == made, (name, r.content)
 
 
+@case("get", "/api/v1/verifications")
+def _verifications(w: World, c: dict[str, Client]) -> None:
+    exp = expected_visibility(w)
+    for name in ALL_USERS:
+        assert ids(c[name].get("/api/v1/verifications")) == exp[name]["verifications"], name
+
+
+@case("get", "/api/v1/verifications/{verification_id}")
+def _verification(w: World, c: dict[str, Client]) -> None:
+    exp = expected_visibility(w)
+    for name in ALL_USERS:
+        for v in w.verifications.values():
+            r = c[name].get(f"/api/v1/verifications/{v.pk}")
+            assert r.status_code == (200 if v.pk in exp[name]["verifications"] else 404), (name, v.pk)
+
+
+@case("post", "/api/v1/verifications")
+def _verification_create(w: World, c: dict[str, Client]) -> None:
+    from jiliang.verification.models import Verification
+
+    allowed = {"admin", "city_regulator", "futian_regulator", "futian_institute"}
+    for n, name in enumerate(ALL_USERS):
+        before = Verification.objects.count()
+        body = {"device_id": "SC-F-1", "kind": "periodic", "date": f"2026-01-{n + 1:02d}",
+                "institution_uscc": w.orgs["inst"].uscc, "points": [{"load_g": 100, "error_g": 1}]}
+        r = c[name].post("/api/v1/verifications", body, content_type="application/json")
+        made = Verification.objects.count() == before + 1
+        assert (r.status_code == 201) == (name in allowed) == made, (name, r.content)
+    # a manufacturer may record a factory verification of its own instrument, as the institution itself
+    r = c["maker_user"].post("/api/v1/verifications", {
+        "device_id": "SC-F-1", "kind": "factory", "date": "2025-01-01", "institution_uscc": w.orgs["maker"].uscc,
+        "points": [{"load_g": 100, "error_g": 1}]}, content_type="application/json")
+    assert r.status_code == 201, r.content
+
+
 # -------------------------------------------------------------------------------------------------- the tests
 
 def _operations() -> set[tuple[str, str]]:
@@ -229,7 +264,7 @@ def test_anonymous_gets_401_everywhere(op: tuple[str, str], world: World) -> Non
     method, path = op
     url = path.replace("{org_id}", str(world.orgs["stall_f"].pk)).replace(
         "{place_id}", str(world.places["P_F"].pk)).replace("{instrument_id}", str(world.instruments["I_F"].pk)).replace(
-        "{kind}", "instruments")
+        "{kind}", "instruments").replace("{verification_id}", str(world.verifications["V_F"].pk))
     data = json.dumps({}) if method != "get" else None
     r = getattr(Client(), method)(url, content_type="application/json", data=data)
     assert r.status_code == 401, (op, r.status_code)
