@@ -92,3 +92,32 @@ def test_sampling_plan_command(dbfile: Path) -> None:
     assert json.loads(r.stdout) == {"code_letter": "H", "plan_letter": "H", "n": 50, "ac": 3, "re": 4,
                                     "inspect_all": False}
     assert run(["sampling-plan", "--lot-size", "500", "--aql", "3"], dbfile).returncode == 2
+
+
+def test_serve_answers_http(dbfile: Path) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{dbfile}", "JILIANG_HOME": str(dbfile.parent)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    proc = subprocess.Popen([sys.executable, "-m", "jiliang.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        body = ""
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/openapi.json", timeout=2) as resp:
+                    body = resp.read().decode()
+                    csp = resp.headers.get("Content-Security-Policy", "")
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert '"openapi"' in body
+        assert "default-src 'self'" in csp
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
