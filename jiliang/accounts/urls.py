@@ -1,3 +1,12 @@
+"""Sign-in and sign-out."""
+
 from django.urls import path
 
-urlpatterns: list = []
+from jiliang.accounts import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+]

@@ -1,3 +1,11 @@
+"""Dashboards and reports."""
+
 from django.urls import path
 
-urlpatterns: list = []
+from jiliang.analytics import views
+
+app_name = "analytics"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+]

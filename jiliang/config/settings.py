@@ -115,6 +115,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
+# Project-level static files: the app's CSS/JS and the vendored htmx and ECharts.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 # Vendored assets (htmx, ECharts) are served from the package by WhiteNoise: no CDN, no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

@@ -23,9 +23,10 @@ class InstrumentFilters:
     maker_id: int | None = None
 
 
-def instrument_list(*, principal: Any, filters: InstrumentFilters | None = None) -> QuerySet[Instrument]:
+def instrument_list(*, principal: Any, filters: InstrumentFilters | None = None, action: str = "view"
+                    ) -> QuerySet[Instrument]:
     f = filters or InstrumentFilters()
-    qs = Instrument.objects.restrict(principal, "view").select_related(
+    qs = Instrument.objects.restrict(principal, action).select_related(
         "instrument_type", "model", "owner", "maker", "place", "region")
     if f.q:
         qs = qs.filter(Q(device_id__icontains=f.q) | Q(serial__icontains=f.q) | Q(owner__name__icontains=f.q))
@@ -46,8 +47,9 @@ def instrument_list(*, principal: Any, filters: InstrumentFilters | None = None)
     return qs.order_by("device_id")
 
 
-def instrument_get(*, principal: Any, pk: int | None = None, device_id: str | None = None) -> Instrument:
-    qs = instrument_list(principal=principal)
+def instrument_get(*, principal: Any, pk: int | None = None, device_id: str | None = None,
+                   action: str = "view") -> Instrument:
+    qs = instrument_list(principal=principal, action=action)
     try:
         return qs.get(pk=pk) if pk is not None else qs.get(device_id=device_id)
     except Instrument.DoesNotExist:
@@ -74,8 +76,11 @@ def organization_get(*, principal: Any, pk: int) -> Organization:
         raise NotFound(f"organization {pk} not found") from None
 
 
-def place_list(*, principal: Any, q: str = "", kind: str = "", region: str = "") -> QuerySet[Place]:
+def place_list(*, principal: Any, q: str = "", kind: str = "", region: str = "",
+               operator_id: int | None = None) -> QuerySet[Place]:
     qs = Place.objects.restrict(principal, "view").select_related("region", "operator")
+    if operator_id is not None:
+        qs = qs.filter(operator_id=operator_id)
     if q:
         qs = qs.filter(Q(name__icontains=q) | Q(key__icontains=q) | Q(address__icontains=q))
     if kind:
@@ -127,6 +132,7 @@ class PublicInstrument:
 
     device_id: str
     type_name: str
+    type_name_en: str
     type_key: str
     regulation: str
     model: str
@@ -136,9 +142,16 @@ class PublicInstrument:
     place_name: str
     place_address: str
     region_name: str
+    region_name_en: str
+    region_code: str
     status: str
     status_label: str
     install_date: dt.date | None
+    last_verified_on: dt.date | None
+    last_verification_conforming: bool | None
+    valid_until: dt.date | None
+    verification_state: str  # none | valid | due_soon | overdue
+    last_institution: str
 
 
 def public_instrument_get(*, qr_token: str) -> PublicInstrument:
@@ -146,13 +159,19 @@ def public_instrument_get(*, qr_token: str) -> PublicInstrument:
             .filter(qr_token=qr_token).first())
     if inst is None:
         raise NotFound("no instrument carries this code")
+    from jiliang.verification.selectors import public_latest_verification
+
+    latest = public_latest_verification(inst)
     return PublicInstrument(
-        device_id=inst.device_id, type_name=inst.instrument_type.name_zh, type_key=inst.instrument_type_id,
+        device_id=inst.device_id, type_name=inst.instrument_type.name_zh, type_name_en=inst.instrument_type.name_en,
+        type_key=inst.instrument_type_id,
         regulation=inst.instrument_type.regulation, model=inst.model.name, accuracy_class=inst.accuracy_class,
         maker_name=inst.maker.name, owner_name=inst.owner.name,
         place_name=inst.place.name if inst.place else "", place_address=inst.place.address if inst.place else "",
-        region_name=inst.region.name, status=inst.status, status_label=str(inst.get_status_display()),
-        install_date=inst.install_date,
+        region_name=inst.region.name, region_name_en=inst.region.name_en, region_code=inst.region_id,
+        status=inst.status, status_label=str(inst.get_status_display()), install_date=inst.install_date,
+        last_verified_on=latest.date, last_verification_conforming=latest.conforming, valid_until=inst.valid_until,
+        verification_state=latest.state, last_institution=latest.institution,
     )
 
 

@@ -59,9 +59,12 @@ class PublicVerification:
 
 
 def public_latest_verification(instrument: Instrument) -> PublicVerification:
-    latest = (Verification.objects.filter(instrument=instrument).select_related("institution")
-              .order_by("-date", "-id").first())
+    """From the instrument's own latest-verification fields (kept by the verification services), so the
+    date, the result and the validity always belong to the same verification."""
     state = due_state(instrument.valid_until, timezone.localdate(), settings.JILIANG_DUE_SOON_DAYS)
-    if latest is None:
+    if instrument.last_verified_on is None:
         return PublicVerification(None, None, None, state, "")
-    return PublicVerification(latest.date, latest.conforming, instrument.valid_until, state, latest.institution.name)
+    latest = (Verification.objects.filter(instrument=instrument, date=instrument.last_verified_on)
+              .select_related("institution").order_by("-id").first())
+    return PublicVerification(instrument.last_verified_on, instrument.last_verification_conforming,
+                              instrument.valid_until, state, latest.institution.name if latest else "")

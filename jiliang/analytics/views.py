@@ -1,0 +1,17 @@
+"""The dashboard (概览): what the signed-in person's scope holds, as figures and charts."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from jiliang.analytics.selectors import dashboard_summary
+from jiliang.portal.templatetags.jiliang_ui import is_english
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """``/``: instrument counts by type, status and district, and the instruments due for rotation."""
+    summary = dashboard_summary(principal=request.user, english=is_english())
+    return render(request, "analytics/dashboard.html", {"summary": summary, "chart_data": summary.chart_data()})
