@@ -182,6 +182,39 @@ def cmd_draw_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Create, list or revoke an organisation's API tokens from the server's command line."""
+    from jiliang.accounts.models import ApiToken, SystemPrincipal
+    from jiliang.accounts.services import api_token_create, api_token_revoke
+    from jiliang.core.errors import JiliangError
+    from jiliang.registry.models import Organization
+
+    actor = SystemPrincipal()
+    try:
+        if args.action == "create":
+            org = Organization.objects.filter(uscc=args.org).first()
+            if org is None:
+                return _fail(f"no organization with credit code {args.org} is registered")
+            tok, raw = api_token_create(actor=actor, name=args.name, organization_id=org.pk, role=args.role,
+                                        region_code=args.region)
+            print(f"token {tok.pk} for {org.name} ({args.role}); shown once, store it now:")
+            print(raw)
+            return 0
+        if args.action == "revoke":
+            tok = api_token_revoke(actor=actor, token_id=args.id)
+            print(f"token {tok.pk} ({tok.name}) revoked")
+            return 0
+        qs = ApiToken.objects.select_related("organization").order_by("id")
+        if args.org:
+            qs = qs.filter(organization__uscc=args.org)
+        for t in qs:
+            state = "revoked" if t.revoked_at else "active"
+            print(f"{t.pk}\t{t.prefix}…\t{t.organization.uscc}\t{t.role}\t{state}\t{t.name}")
+        return 0
+    except JiliangError as exc:
+        return _fail(exc.message)
+
+
 def cmd_createsuperuser(args: argparse.Namespace) -> int:
     from django.core.management import call_command
 
@@ -255,6 +288,23 @@ def build_parser() -> argparse.ArgumentParser:
                          "not, 2 on bad input.")
     dv.add_argument("bundle", help="the published bundle (.json), or - for standard input")
     dv.set_defaults(func=cmd_draw_verify, needs_db=False)
+
+    tk = sub.add_parser("token", help="API tokens for machine clients (create, list, revoke)",
+                        description="Tokens are shown once at creation and stored as SHA-256 digests.")
+    tsub = tk.add_subparsers(dest="action", metavar="ACTION", required=True)
+    tc = tsub.add_parser("create", help="create a token for an organisation")
+    tc.add_argument("--org", required=True, help="the organisation's credit code")
+    tc.add_argument("--role", required=True, choices=["regulator", "inspector", "institute", "manufacturer",
+                                                      "utility", "market_entity"])
+    tc.add_argument("--name", required=True, help="what the token is for, e.g. the device platform's name")
+    tc.add_argument("--region", help="GB/T 2260 code, for the regional roles")
+    tc.set_defaults(func=cmd_token)
+    tl = tsub.add_parser("list", help="list tokens (never their secrets)")
+    tl.add_argument("--org", help="only this organisation's (credit code)")
+    tl.set_defaults(func=cmd_token)
+    tr = tsub.add_parser("revoke", help="revoke a token by its id")
+    tr.add_argument("id", type=int)
+    tr.set_defaults(func=cmd_token)
 
     c = sub.add_parser("createsuperuser", help="create an administrator account")
     c.set_defaults(func=cmd_createsuperuser)

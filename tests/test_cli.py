@@ -121,3 +121,21 @@ def test_serve_answers_http(dbfile: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_token_create_list_revoke(dbfile: Path, tmp_path: Path) -> None:
+    orgs = tmp_path / "orgs.csv"
+    code = make_uscc("440305", 7)
+    orgs.write_text(f"uscc,name,kinds,region_code\n{code},水务集团,utility,440305\n", encoding="utf-8")
+    assert run(["import", "organizations", str(orgs)], dbfile).returncode == 0
+    made = run(["token", "create", "--org", code, "--role", "utility", "--name", "AMI"], dbfile)
+    assert made.returncode == 0, made.stderr
+    raw = made.stdout.strip().splitlines()[-1]
+    assert raw.startswith("jl_")
+    listed = run(["token", "list"], dbfile)
+    assert raw not in listed.stdout and raw[:10] in listed.stdout and "active" in listed.stdout
+    token_id = listed.stdout.split("\t")[0]
+    assert run(["token", "revoke", token_id], dbfile).returncode == 0
+    assert "revoked" in run(["token", "list", "--org", code], dbfile).stdout
+    assert run(["token", "create", "--org", make_uscc("440305", 8), "--role", "utility", "--name", "x"],
+               dbfile).returncode == 2

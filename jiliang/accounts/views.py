@@ -6,13 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from jiliang.accounts import throttle
+from jiliang.accounts.roles import Scope
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -75,3 +80,42 @@ class LoginView(auth_views.LoginView):
 
 class LogoutView(auth_views.LogoutView):
     """``/logout/`` (POST only, as Django 5 requires)."""
+
+
+# ---------------------------------------------------------------------------------------------- API tokens
+
+@login_required
+def token_list(request: HttpRequest) -> HttpResponse:
+    """``/tokens/``: the organisation's API tokens for machine clients; a new token is shown once."""
+    from jiliang.accounts import selectors, services
+    from jiliang.core.errors import JiliangError, NotFound
+
+    scope = Scope.of(request.user)
+    if scope.org_id is None and not scope.is_admin:
+        raise DjangoPermissionDenied(_("只有隶属于单位的账户才能管理接口令牌"))
+    new_token = ""
+    error = ""
+    if request.method == "POST":
+        try:
+            if request.POST.get("action") == "revoke":
+                services.api_token_revoke(actor=request.user, token_id=int(request.POST.get("token_id", "0")))
+                messages.success(request, _("令牌已吊销，使用它的客户端将无法再访问接口。"))
+                return redirect("accounts:tokens")
+            name = (request.POST.get("name") or "").strip()
+            if not name:
+                error = _("请填写令牌名称（例如设备平台的名称）")
+            elif scope.org_id is None:
+                error = _("管理员请使用命令行为指定单位创建令牌：jiliang token create")
+            else:
+                _tok, new_token = services.api_token_create(
+                    actor=request.user, name=name, organization_id=scope.org_id, role=scope.role,
+                    region_code=getattr(request.user, "region_id", None))
+        except NotFound as exc:
+            raise Http404(exc.message) from exc
+        except (JiliangError, ValueError) as exc:
+            error = str(exc)
+    tokens = selectors.api_token_list(principal=request.user)
+    response = render(request, "accounts/tokens.html", {"tokens": tokens, "new_token": new_token, "error": error})
+    if new_token:
+        response["Cache-Control"] = "no-store"
+    return response
