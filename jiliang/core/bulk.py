@@ -6,6 +6,7 @@ the same transaction can name the objects they describe.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -47,9 +48,13 @@ def _pg_value(v: Any) -> Any:
 
 
 def _sqlite_value(v: Any) -> Any:
+    """Values as Django itself writes them to SQLite: datetimes naive UTC 'YYYY-MM-DD HH:MM:SS[.ffffff]'
+    (so SQL comparisons against ORM-written rows order correctly), dates ISO, JSON as text."""
     if isinstance(v, dict | list):
         return orjson.dumps(v).decode()
-    if hasattr(v, "isoformat") and not isinstance(v, str):
+    if isinstance(v, dt.datetime):
+        return connection.ops.adapt_datetimefield_value(v)
+    if isinstance(v, dt.date):
         return v.isoformat()
     return v
 
