@@ -215,6 +215,41 @@ def cmd_token(args: argparse.Namespace) -> int:
         return _fail(exc.message)
 
 
+def _ndjson_lines(name: str) -> Any:
+    """Lines of a file or stdin; gzip is recognised by its magic bytes, whatever the name."""
+    import gzip
+    import io
+
+    stream: Any = sys.stdin.buffer if name == "-" else Path(name).open("rb")  # noqa: SIM115 (closed by caller)
+    head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
+    if name != "-" and not head:
+        head = Path(name).read_bytes()[:2]
+    if head == b"\x1f\x8b":
+        return gzip.open(stream if name == "-" else Path(name), "rb")
+    return stream if name == "-" else io.BufferedReader(stream)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from jiliang.monitoring.ingest import ingest_lines
+
+    if args.file != "-" and not Path(args.file).exists():
+        return _fail(f"{args.file}: no such file")
+    try:
+        source = "stdin" if args.file == "-" else Path(args.file).name
+        with _ndjson_lines(args.file) as lines:
+            report = ingest_lines(lines, source=f"cli:{source}")
+    except OSError as exc:
+        return _fail(f"cannot read {args.file}: {exc}")
+    print(f"{report.lines} lines: {report.accepted} accepted, {report.duplicates} duplicates (already stored), "
+          f"{report.rejected} rejected")
+    for line, fieldname, reason in report.rejections[:50]:
+        where = f"line {line}" + (f", field {fieldname}" if fieldname else "")
+        print(f"  {where}: {reason}", file=sys.stderr)
+    if report.rejected > 50:
+        print(f"  … {report.rejected - 50} more rejected lines are in the quarantine table", file=sys.stderr)
+    return 0
+
+
 def cmd_createsuperuser(args: argparse.Namespace) -> int:
     from django.core.management import call_command
 
@@ -260,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--skip-invalid", action="store_true", help="import the good rows, save the rejected ones")
     i.add_argument("--rejected", help="where to save rejected rows (default FILE.rejected.csv)")
     i.set_defaults(func=cmd_import)
+
+    ing = sub.add_parser("ingest", help="store telemetry records (NDJSON, SPEC 3.2); prints accepted/rejected",
+                         description="Validate and store NDJSON telemetry, one record a line (gzip accepted). A bad "
+                         "line is rejected with its line number, field and reason and kept in the quarantine table; "
+                         "good lines are stored; a repeated (device, seq) is ignored. Exit 0 when the file was "
+                         "processed (even with rejected lines), 2 when it cannot be read.")
+    ing.add_argument("file", help="an NDJSON file (.ndjson or .gz), or - for standard input")
+    ing.set_defaults(func=cmd_ingest)
 
     e = sub.add_parser("evaluate", help="MPE verdict for verification test points (SPEC 3.3)",
                        description="Read one JSON object (instrument_type, accuracy_class, stage, params, points) "

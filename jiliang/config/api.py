@@ -76,6 +76,9 @@ def _routers() -> None:
 
     api.add_router("/v1/", registry_router)
     api.add_router("/v1/", verification_router)
+    from jiliang.monitoring.api import router as monitoring_router
+
+    api.add_router("/v1/", monitoring_router)
 
 
 _routers()

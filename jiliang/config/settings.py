@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "jiliang.registry",
     "jiliang.accounts",
     "jiliang.verification",
+    "jiliang.monitoring",
     "jiliang.portal",
     "jiliang.analytics",
 ]

@@ -70,7 +70,7 @@ class ErrorEnvelope(Schema):
 
 
 ERRORS: dict[int, type[Schema]] = {400: ErrorEnvelope, 401: ErrorEnvelope, 403: ErrorEnvelope,
-                                   404: ErrorEnvelope, 422: ErrorEnvelope}
+                                   404: ErrorEnvelope, 413: ErrorEnvelope, 422: ErrorEnvelope}
 
 T = TypeVar("T")
 

@@ -230,6 +230,29 @@ def _verification_create(w: World, c: dict[str, Client]) -> None:
     assert r.status_code == 201, r.content
 
 
+@case("post", "/api/v1/telemetry")
+def _telemetry(w: World, c: dict[str, Client]) -> None:
+    """Everyone signed in may send, but only records of devices their organisation owns are accepted."""
+    from jiliang.monitoring.models import MeterReading
+
+    owners = {"water_user"}  # the water utility owns WM-N-1
+    for n, name in enumerate(ALL_USERS):
+        line = ('{"kind":"meter.reading","device":"WM-N-1","ts":"2026-11-01T08:00:00+08:00",'
+                f'"seq":{1000 + n},"register":12.5}}')
+        before = MeterReading.objects.count()
+        r = c[name].post("/api/v1/telemetry", line, content_type="application/x-ndjson")
+        stored = MeterReading.objects.count() == before + 1
+        if name == "admin":
+            assert r.status_code == 200 and stored, r.content
+        elif name in owners:
+            assert r.status_code == 200 and r.json()["accepted"] == 1 and stored, r.content
+        elif name == "citizen":
+            assert r.status_code == 403 and not stored
+        else:
+            assert r.status_code == 200 and r.json()["rejected"] == 1 and not stored, (name, r.content)
+            assert "does not belong" in r.json()["rejections"][0]["reason"]
+
+
 # -------------------------------------------------------------------------------------------------- the tests
 
 def _operations() -> set[tuple[str, str]]:
