@@ -250,6 +250,35 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    from jiliang.monitoring.detection import run_detectors
+
+    report = run_detectors()
+    for d in report.detectors:
+        print(f"{d.key}: {d.rows} records analysed, {d.findings} findings, {d.opened} alerts opened, "
+              f"{d.updated} updated")
+    print(f"{report.rows} records analysed in all")
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    import orjson
+
+    from jiliang.monitoring.detection import alerts_as_json
+    from jiliang.monitoring.models import Alert
+
+    qs = Alert.objects.order_by("id")
+    if args.status:
+        qs = qs.filter(status=args.status)
+    data = alerts_as_json(qs)
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(data).decode() + "\n")
+    else:
+        for a in data:
+            print(f"{a['id']}\t{a['opened_at'][:16]}\t{a['severity']}\t{a['status']}\t{a['detector']}\t{a['device']}")
+    return 0
+
+
 def cmd_createsuperuser(args: argparse.Namespace) -> int:
     from django.core.management import call_command
 
@@ -303,6 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "processed (even with rejected lines), 2 when it cannot be read.")
     ing.add_argument("file", help="an NDJSON file (.ndjson or .gz), or - for standard input")
     ing.set_defaults(func=cmd_ingest)
+
+    det = sub.add_parser("detect", help="run the detectors over telemetry not yet analysed",
+                         description="Run every enabled detector over the records stored since its last run; "
+                         "findings open alerts (one open alert per device and detector) or update them.")
+    det.set_defaults(func=cmd_detect)
+
+    al = sub.add_parser("alerts", help="list alerts (SPEC 3.7)", description="Print every alert.")
+    al.add_argument("--format", choices=["json", "table"], default="table")
+    al.add_argument("--status", choices=["new", "triaged", "confirmed", "dismissed"])
+    al.set_defaults(func=cmd_alerts)
 
     e = sub.add_parser("evaluate", help="MPE verdict for verification test points (SPEC 3.3)",
                        description="Read one JSON object (instrument_type, accuracy_class, stage, params, points) "

@@ -213,3 +213,106 @@ class Quarantine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}:{self.line_no} {self.reason}"
+
+
+class AlertQuerySet(models.QuerySet["Alert"]):
+    def restrict(self, principal: object, action: str = "view") -> AlertQuerySet:
+        from jiliang.monitoring.policy import alert_q
+        from jiliang.registry.policy import apply
+
+        return apply(self, alert_q, principal, action)
+
+
+class Alert(models.Model):
+    """A detector's alert about one instrument (预警), with evidence and a lifecycle:
+    new → triaged → confirmed / dismissed (with a reason).  One open alert per device and detector:
+    repeated evidence updates it."""
+
+    class Status(models.TextChoices):
+        NEW = "new", _("新预警")
+        TRIAGED = "triaged", _("已分派")
+        CONFIRMED = "confirmed", _("已确认")
+        DISMISSED = "dismissed", _("已排除")
+
+    class Severity(models.TextChoices):
+        INFO = "info", _("提示")
+        WARNING = "warning", _("警告")
+        CRITICAL = "critical", _("严重")
+
+    OPEN = ("new", "triaged")
+
+    id = models.BigAutoField(primary_key=True)
+    detector = models.CharField(_("检测规则"), max_length=50)
+    device = models.ForeignKey("registry.Instrument", verbose_name=_("器具"), on_delete=models.PROTECT,
+                               related_name="alerts")
+    owner = models.ForeignKey("registry.Organization", verbose_name=_("使用单位"), on_delete=models.PROTECT,
+                              related_name="+")
+    region = models.ForeignKey("registry.Region", verbose_name=_("所在区划"), on_delete=models.PROTECT,
+                               related_name="+")
+    severity = models.CharField(_("严重程度"), max_length=10, choices=Severity.choices)
+    status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.NEW)
+    opened_at = models.DateTimeField(_("发现时间"))
+    updated_at = models.DateTimeField(_("更新时间"))
+    occurrences = models.PositiveIntegerField(_("触发次数"), default=1)
+    evidence = models.JSONField(_("证据"))
+    decision_reason = models.TextField(_("处理说明"), blank=True)
+    decided_by = models.CharField(_("处理人"), max_length=150, blank=True)
+
+    objects = AlertQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("预警")
+        verbose_name_plural = _("预警")
+        ordering = ["-opened_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["device", "detector"],
+                                               condition=models.Q(status__in=["new", "triaged"]),
+                                               name="alert_one_open_per_device_detector")]
+        indexes = [models.Index(fields=["region", "status"], name="alert_region_status")]
+
+    def __str__(self) -> str:
+        return f"{self.detector} {self.device_id} {self.status}"
+
+
+class DetectorConfig(models.Model):
+    """A detector's parameters as data (Sentry's workflow engine style), validated against its class."""
+
+    key = models.CharField(_("检测规则"), max_length=50, unique=True)
+    params = models.JSONField(_("参数"), default=dict, blank=True)
+    enabled = models.BooleanField(_("启用"), default=True)
+
+    class Meta:
+        verbose_name = _("检测规则配置")
+        verbose_name_plural = _("检测规则配置")
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from jiliang.engine.detectors import REGISTRY, DetectorParamsError
+
+        cls = REGISTRY.get(self.key)
+        if cls is None:
+            raise ValidationError({"key": f"unknown detector {self.key!r}"})
+        try:
+            cls(**(self.params or {}))
+        except (DetectorParamsError, TypeError) as exc:
+            raise ValidationError({"params": str(exc)}) from exc
+
+
+class DetectorCursor(models.Model):
+    """How far a detector has read its telemetry table, and its per-device state between runs."""
+
+    key = models.CharField(max_length=50, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("检测进度")
+        verbose_name_plural = _("检测进度")
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.last_id}"
