@@ -41,10 +41,34 @@ def allocate_ids(model: type[models.Model], count: int) -> list[int]:
         return list(range(top + 1, top + 1 + count))
 
 
-def _pg_value(v: Any) -> Any:
-    if isinstance(v, dict | list):
-        return orjson.dumps(v).decode()
-    return v
+def existing_values(model: type[models.Model], column: str, values: Sequence[str],
+                    where: dict[str, Any] | None = None) -> set[str]:
+    """Which of ``values`` already occur in ``column`` (among the rows matching ``where``, if given).
+
+    PostgreSQL gets one array parameter (``= ANY(%s)``) instead of statements with thousands of
+    placeholders; SQLite gets ``IN`` lists of at most 900.  An empty table is not queried at all."""
+    out: set[str] = set()
+    if not values or not model._default_manager.exists():
+        return out
+    table = model._meta.db_table
+    conds = "".join(f' AND "{k}" = %s' for k in (where or {}))
+    extra = list((where or {}).values())
+    unique = sorted(set(values))
+    with connection.cursor() as cur:
+        if is_postgres():
+            cur.execute(f'SELECT "{column}" FROM "{table}" WHERE "{column}" = ANY(%s){conds}',  # noqa: S608
+                        [unique, *extra])
+            out.update(r[0] for r in cur.fetchall())
+            return out
+        for i in range(0, len(unique), 900):
+            chunk = unique[i : i + 900]
+            marks = ", ".join(["%s"] * len(chunk))
+            cur.execute(f'SELECT "{column}" FROM "{table}" WHERE "{column}" IN ({marks}){conds}',  # noqa: S608
+                        [*chunk, *extra])
+            out.update(r[0] for r in cur.fetchall())
+    return out
+
+
 
 
 def _sqlite_value(v: Any) -> Any:
@@ -59,8 +83,32 @@ def _sqlite_value(v: Any) -> Any:
     return v
 
 
+# COPY text format: backslash, tab, newline and carriage return are escaped; None is \N.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(v: Any) -> str:
+    """One value in PostgreSQL's COPY text format."""
+    if v is None:
+        return "\\N"
+    if isinstance(v, str):
+        return v.translate(_COPY_ESCAPES)
+    if isinstance(v, bool):
+        return "t" if v else "f"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, dict | list):
+        return orjson.dumps(v).decode().translate(_COPY_ESCAPES)
+    if isinstance(v, dt.datetime | dt.date):
+        return v.isoformat()
+    return str(v).translate(_COPY_ESCAPES)
+
+
 def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """Insert raw rows (values in ``columns`` order, JSON fields as dict/list).  Returns the count."""
+    """Insert raw rows (values in ``columns`` order, JSON fields as dict/list).  Returns the count.
+
+    On PostgreSQL the rows are formatted as COPY text here and sent in 1 MB pieces: several times faster
+    than adapting every value through the driver, which dominated large imports."""
     table = model._meta.db_table
     cols = ", ".join(f'"{c}"' for c in columns)
     n = 0
@@ -68,9 +116,18 @@ def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Iterabl
         if is_postgres():
             raw = cur.cursor  # psycopg 3 cursor underneath Django's wrapper
             with raw.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
+                buf: list[str] = []
+                size = 0
                 for r in rows:
-                    copy.write_row([_pg_value(v) for v in r])
+                    line = "\t".join([copy_text(v) for v in r])
+                    buf.append(line)
+                    size += len(line)
                     n += 1
+                    if size > 1_000_000:
+                        copy.write("\n".join(buf) + "\n")
+                        buf, size = [], 0
+                if buf:
+                    copy.write("\n".join(buf) + "\n")
         else:
             placeholders = ", ".join(["%s"] * len(columns))
             sql = f'INSERT INTO "{table}" ({cols}) VALUES ({placeholders})'  # noqa: S608

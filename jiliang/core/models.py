@@ -51,7 +51,7 @@ class ChangeLog(models.Model):
     object_repr = models.CharField(_("对象"), max_length=200)
     actor_id = models.BigIntegerField(_("操作人ID"), null=True)
     actor_label = models.CharField(_("操作人"), max_length=150)
-    request_id = models.CharField(_("请求ID"), max_length=64, db_index=True)
+    request_id = models.CharField(_("请求ID"), max_length=64)
     before = models.JSONField(_("变更前"), null=True)
     after = models.JSONField(_("变更后"), null=True)
 
@@ -61,7 +61,8 @@ class ChangeLog(models.Model):
         verbose_name = _("变更记录")
         verbose_name_plural = _("变更记录")
         ordering = ["-id"]
-        indexes = [models.Index(fields=["app_label", "model", "object_id"], name="changelog_object_idx")]
+        indexes = [models.Index(fields=["app_label", "model", "object_id"], name="changelog_object_idx"),
+                   models.Index(fields=["request_id"], name="changelog_request_idx")]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.model} {self.object_repr}"

@@ -8,6 +8,7 @@ written and the rejected ones returned so the caller can save them.  Writes happ
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from jiliang.core.changelog import actor_fields
 from jiliang.core.context import current_request_id
 from jiliang.core.errors import JiliangError, Problem
 from jiliang.core.models import ChangeLog
-from jiliang.engine.uscc import validate_uscc
+from jiliang.engine.uscc import UsccResult, validate_uscc
 from jiliang.registry import policy
 from jiliang.registry.catalogue import catalogue_entries
 from jiliang.registry.choices import InstrumentStatus, OrgKind, PlaceKind
@@ -102,10 +103,16 @@ class _RowCheck:
         if not v:
             self.fail(name, "required value is empty")
             return v
-        res = validate_uscc(v)
+        res = _uscc_result(v)
         if not res.ok:
             self.fail(name, res.message_en + f" ({res.message})")
         return v
+
+
+@functools.lru_cache(maxsize=100_000)
+def _uscc_result(code: str) -> UsccResult:
+    """Credit codes repeat on almost every row (20 makers, a few owners): check each distinct code once."""
+    return validate_uscc(code)
 
 
 def _region_codes() -> set[str]:
@@ -308,7 +315,7 @@ def import_places(*, table: Table, actor: Any, skip_invalid: bool = False) -> Im
 _TYPES = {e["key"]: e for e in catalogue_entries()}
 
 
-def _parse_date(chk: _RowCheck, name: str) -> dt.date | None:
+def _parse_date(chk: _RowCheck, name: str, today: dt.date) -> dt.date | None:
     v = chk.get(name)
     if not v:
         return None
@@ -317,7 +324,7 @@ def _parse_date(chk: _RowCheck, name: str) -> dt.date | None:
     except ValueError:
         chk.fail(name, "not a date (use YYYY-MM-DD)")
         return None
-    if d > timezone.localdate():
+    if d > today:
         chk.fail(name, "date lies in the future")
     return d
 
@@ -340,13 +347,6 @@ def _parse_params(chk: _RowCheck, name: str) -> dict[str, Any]:
     return obj
 
 
-def _existing_in_chunks(fetch: Callable[[list[str]], Iterable[Any]], values: list[str]) -> set[Any]:
-    out: set[Any] = set()
-    for i in range(0, len(values), 5000):
-        out.update(fetch(values[i : i + 5000]))
-    return out
-
-
 def import_instruments(*, table: Table, actor: Any, skip_invalid: bool = False,
                        progress: Callable[[int], None] | None = None) -> ImportResult:
     scope = Scope.of(actor)
@@ -361,12 +361,16 @@ def import_instruments(*, table: Table, actor: Any, skip_invalid: bool = False,
         (m, n, t, c): i for i, m, n, t, c in
         InstrumentModel.objects.values_list("id", "maker_id", "name", "instrument_type_id", "accuracy_class")
     }
-    device_ids = [v.get("device_id", "") for _, v in table.rows]
-    existing_devices = _existing_in_chunks(
-        lambda chunk: Instrument.objects.filter(device_id__in=chunk).values_list("device_id", flat=True), device_ids)
-    serials = [v.get("serial", "") for _, v in table.rows]
-    existing_serials = _existing_in_chunks(
-        lambda chunk: Instrument.objects.filter(serial__in=chunk).values_list("maker_id", "serial"), serials)
+    existing_devices = bulk.existing_values(Instrument, "device_id", [v.get("device_id", "") for _, v in table.rows])
+    # (maker_id, serial) is the unique key: ask per maker so the query uses that index.
+    serials_by_maker: dict[int, list[str]] = {}
+    for _, v in table.rows:
+        maker = orgs.get(v.get("maker_uscc", ""))
+        if maker is not None:
+            serials_by_maker.setdefault(maker, []).append(v.get("serial", ""))
+    existing_serials = {(m, s) for m, ss in serials_by_maker.items()
+                        for s in bulk.existing_values(Instrument, "serial", ss, where={"maker_id": m})}
+    today = timezone.localdate()
     seen_dev: dict[str, int] = {}
     seen_serial: dict[tuple[int, str], int] = {}
     checks: list[tuple[_RowCheck, Any]] = []
@@ -424,7 +428,7 @@ def import_instruments(*, table: Table, actor: Any, skip_invalid: bool = False,
                 accuracy_class not in tinfo["accuracy_classes"]):
             chk.fail("accuracy_class", f"not a class of {itype} (allowed: {', '.join(tinfo['accuracy_classes'])})")
         params = _parse_params(chk, "params")
-        install_date = _parse_date(chk, "install_date")
+        install_date = _parse_date(chk, "install_date", today)
         tank = chk.optional("tank", 32)
         if tank and itype and itype != "fuel_dispenser":
             chk.fail("tank", "only a fuel dispenser nozzle draws from a tank")

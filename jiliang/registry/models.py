@@ -212,16 +212,24 @@ class Instrument(TimeStampedModel):
 
     device_id = models.CharField(_("器具编号"), max_length=64, unique=True)
     serial = models.CharField(_("出厂编号"), max_length=64)
+    # The instrument table is the registry's bulk table (100,000s of rows per import), so (ADR 0007):
+    # - no database-level foreign-key constraints: every reference is validated against the registry
+    #   before a row is written, PROTECT still guards deletions in Django, and no service deletes registry
+    #   rows; the deferred constraint checks were the largest single cost of an import;
+    # - single-column FK indexes are left out where a composite index below starts with the column, and
+    #   for varchar keys, which on PostgreSQL also get a varchar_pattern_ops index.
     model = models.ForeignKey(InstrumentModel, verbose_name=_("型号"), on_delete=models.PROTECT,
-                              related_name="instruments")
-    instrument_type = models.ForeignKey(InstrumentType, verbose_name=_("器具类型"), on_delete=models.PROTECT)
-    maker = models.ForeignKey(Organization, verbose_name=_("制造单位"), on_delete=models.PROTECT,
-                              related_name="made_instruments")
-    owner = models.ForeignKey(Organization, verbose_name=_("使用单位"), on_delete=models.PROTECT,
-                              related_name="owned_instruments")
+                              db_constraint=False, related_name="instruments")
+    instrument_type = models.ForeignKey(InstrumentType, verbose_name=_("器具类型"), on_delete=models.PROTECT,
+                                        db_index=False, db_constraint=False)
+    maker = models.ForeignKey(Organization, verbose_name=_("制造单位"), on_delete=models.PROTECT, db_index=False,
+                              db_constraint=False, related_name="made_instruments")
+    owner = models.ForeignKey(Organization, verbose_name=_("使用单位"), on_delete=models.PROTECT, db_index=False,
+                              db_constraint=False, related_name="owned_instruments")
     place = models.ForeignKey(Place, verbose_name=_("使用场所"), null=True, blank=True, on_delete=models.PROTECT,
-                              related_name="instruments")
-    region = models.ForeignKey(Region, verbose_name=_("所在区划"), on_delete=models.PROTECT, related_name="instruments")
+                              db_index=False, db_constraint=False, related_name="instruments")
+    region = models.ForeignKey(Region, verbose_name=_("所在区划"), on_delete=models.PROTECT, db_index=False,
+                               db_constraint=False, related_name="instruments")
     status = models.CharField(_("状态"), max_length=12, choices=InstrumentStatus.choices,
                               default=InstrumentStatus.IN_STOCK)
     accuracy_class = models.CharField(_("准确度等级"), max_length=10, blank=True)
@@ -231,7 +239,7 @@ class Instrument(TimeStampedModel):
     sw_id = models.CharField(_("软件标识"), max_length=64, blank=True)
     sw_hash = models.CharField(_("软件校验和"), max_length=128, blank=True)
     public_key_hex = models.CharField(_("签名公钥"), max_length=400, blank=True)
-    qr_token = models.CharField(_("二维码令牌"), max_length=32, unique=True, default=new_qr_token, editable=False)
+    qr_token = models.CharField(_("二维码令牌"), max_length=32, default=new_qr_token, editable=False)
     # The latest verification, kept here by the verification services so due lists are one indexed query.
     last_verified_on = models.DateField(_("最近检定日期"), null=True, blank=True)
     last_verification_conforming = models.BooleanField(_("最近检定合格"), null=True, blank=True)
@@ -245,12 +253,15 @@ class Instrument(TimeStampedModel):
         ordering = ["device_id"]
         constraints = [
             models.UniqueConstraint(fields=["maker", "serial"], name="instrument_maker_serial_unique"),
+            # A constraint rather than unique=True: same uniqueness, without the LIKE index nobody uses.
+            models.UniqueConstraint(fields=["qr_token"], name="instrument_qr_token_unique"),
         ]
         indexes = [
             models.Index(fields=["region", "instrument_type", "status"], name="instr_region_type_idx"),
             models.Index(fields=["owner"], name="instr_owner_idx"),
             models.Index(fields=["place"], name="instr_place_idx"),
             models.Index(fields=["maker", "instrument_type"], name="instr_maker_idx"),
+            models.Index(fields=["instrument_type"], name="instr_type_idx"),
             models.Index(fields=["valid_until", "region"], name="instr_valid_until_idx"),
         ]
 

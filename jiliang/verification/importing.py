@@ -19,7 +19,7 @@ from django.utils import timezone
 from jiliang.accounts.roles import Scope
 from jiliang.core import bulk
 from jiliang.core.errors import JiliangError
-from jiliang.engine.rules import RuleError, evaluate, load_tables
+from jiliang.engine.rules import RuleError, evaluate_many, load_tables
 from jiliang.engine.validity import valid_until
 from jiliang.registry.choices import OrgKind
 from jiliang.registry.importing import ImportResult, _finish, _RowCheck, _width_problem, _write_changelog
@@ -109,25 +109,28 @@ def import_verifications(*, table: Table, actor: Any, skip_invalid: bool = False
             chk.fail("points", "not valid JSON (expected a list of test points as in SPEC 3.3)")
         if points is not None and not isinstance(points, list):
             chk.fail("points", "must be a JSON list of test points")
-        result = None
+        request = None
         if inst is not None and isinstance(points, list) and not chk.problems:
             params = {**(inst["model__params"] or {}), **(inst["params"] or {})}
-            try:
-                result = evaluate({"instrument_type": inst["instrument_type_id"],
-                                   "accuracy_class": inst["accuracy_class"] or None, "stage": stage,
-                                   "params": params, "points": points}, tables)
-            except RuleError as exc:
-                chk.fail("points", str(exc))
+            request = {"instrument_type": inst["instrument_type_id"], "accuracy_class": inst["accuracy_class"] or None,
+                       "stage": stage, "params": params, "points": points}
         if inst is not None and institution is not None and kind in _KINDS:
             reason = policy.may_record(scope, kind=kind, institution_id=institution, region_code=inst["region_id"],
                                        maker_id=inst["maker_id"])
             if reason:
                 chk.fail("device_id", reason)
         clean = None
-        if not chk.problems and inst is not None and result is not None and date is not None:
+        if not chk.problems and inst is not None and request is not None and date is not None:
             clean = {"inst": inst, "kind": kind, "stage": stage, "date": date, "institution": institution,
-                     "verifier": verifier, "cert": cert, "points": points, "result": result}
+                     "verifier": verifier, "cert": cert, "points": points, "request": request}
         checks.append((chk, clean))
+    # every row's test points judged in one vectorised pass (rows sharing type, class and parameters together)
+    judged = [c for c in checks if c[1] is not None]
+    for (chk, clean), result in zip(judged, evaluate_many([c["request"] for _, c in judged], tables), strict=True):
+        if isinstance(result, RuleError):
+            chk.fail("points", str(result))
+        else:
+            clean["result"] = result
     res, good = _finish("verifications", table, checks, skip_invalid)
     # validity needs the first passing verification, so walk each instrument's rows in date order
     good.sort(key=lambda g: (g["inst"]["id"], g["date"]))

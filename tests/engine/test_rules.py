@@ -195,3 +195,46 @@ def test_every_low_confidence_value_is_marked_in_the_data() -> None:
     tables = load_tables("")
     lows = [t for t, v in tables.items() if v.get("in_service_factor", {}).get("confidence") == "low"]
     assert {"gas_meter", "ev_charger_ac", "ev_charger_dc", "electricity_meter"} <= set(lows)
+
+
+def test_evaluate_many_equals_evaluate_one_by_one() -> None:
+    import random
+
+    from jiliang.engine.rules import evaluate_many
+
+    rng = random.Random(5)
+    reqs: list[dict[str, Any]] = []
+    for _ in range(400):
+        kind = rng.choice(["water", "scale", "fuel", "taxi", "elec", "gas", "bad"])
+        if kind == "water":
+            r = {"instrument_type": "water_meter", "accuracy_class": "2", "params": WATER,
+                 "points": [{"point": rng.choice(["Q1", "Q2", "Q3"]), "error_pct": rng.uniform(-6, 6)}
+                            for _ in range(rng.randint(1, 4))]}
+        elif kind == "scale":
+            r = {"instrument_type": "scale", "accuracy_class": "III", "params": {"e_g": 5, "max_g": 15000},
+                 "stage": rng.choice(["initial", "in_service"]),
+                 "points": [{"load_g": rng.uniform(0, 15000), "error_g": rng.uniform(-9, 9)} for _ in range(3)]}
+        elif kind == "fuel":
+            r = {"instrument_type": "fuel_dispenser", "accuracy_class": "0.3",
+                 "points": [{"error_pct": rng.uniform(-0.5, 0.5)} for _ in range(rng.randint(1, 3))]}
+        elif kind == "taxi":
+            r = {"instrument_type": "taxi_meter", "points": [{"error_pct": rng.uniform(-5, 2)}]}
+        elif kind == "elec":
+            r = {"instrument_type": "electricity_meter", "accuracy_class": "2",
+                 "points": [{"current_ratio": rng.choice([0.05, 0.1, 1.0]), "power_factor": "1.0",
+                             "error_pct": rng.uniform(-3, 3)}]}
+        elif kind == "gas":
+            r = {"instrument_type": "gas_meter", "accuracy_class": "1.5", "params": {"qmax_m3h": 6},
+                 "points": [{"flow_m3h": rng.choice([0.1, 0.6, 6, 7]), "error_pct": rng.uniform(-4, 4)}]}
+        else:
+            r = {"instrument_type": "water_meter", "accuracy_class": "2", "params": WATER,
+                 "points": [{"point": "Q9", "error_pct": 1.0}]}
+        reqs.append(r)
+    many = evaluate_many(reqs)
+    for r, got in zip(reqs, many, strict=True):
+        try:
+            want: Any = evaluate(r)
+        except RuleError as exc:
+            assert isinstance(got, RuleError) and str(got) == str(exc)
+            continue
+        assert got == want

@@ -309,3 +309,78 @@ def evaluate(request: Mapping[str, Any], tables: Mapping[str, Any] | None = None
             row["mpe_lower"], row["mpe_upper"] = lo, hi
         out.append(row)
     return {"conforming": bool(ok.all()), "points": out}
+
+
+INDEX_LABELLED = frozenset({"fuel_dispenser", "ev_charger_ac", "ev_charger_dc", "taxi_meter"})
+
+
+def evaluate_many(requests: list[Mapping[str, Any]], tables: Mapping[str, Any] | None = None
+                  ) -> list[dict[str, Any] | RuleError]:
+    """Evaluate many requests at once: requests sharing type, class, stage and parameters are judged in one
+    vectorised call.  Each result is what :func:`evaluate` returns, or the :class:`RuleError` for that
+    request (a failing group is re-run request by request so the error is attributed correctly).
+
+    >>> reqs = [{"instrument_type": "fuel_dispenser", "accuracy_class": "0.3", "points": [{"error_pct": e}]}
+    ...         for e in (0.1, 0.4)] + [{"instrument_type": "nope", "points": [{"error_pct": 0}]}]
+    >>> [r["conforming"] if isinstance(r, dict) else type(r).__name__ for r in evaluate_many(reqs)]
+    [True, False, 'RuleError']
+    """
+    import json as _json
+
+    tables = tables or load_tables()
+    out: list[dict[str, Any] | RuleError | None] = [None] * len(requests)
+    groups: dict[str, list[int]] = {}
+    for i, req in enumerate(requests):
+        try:
+            key = _json.dumps([req.get("instrument_type"), req.get("accuracy_class"), req.get("stage") or "initial",
+                               req.get("params") or {}], sort_keys=True, default=str)
+        except (AttributeError, TypeError) as exc:
+            out[i] = RuleError(f"the input must be a JSON object ({exc})")
+            continue
+        groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        first = requests[members[0]]
+        points: list[Any] = []
+        counts: list[int] = []
+        for i in members:
+            p = requests[i].get("points")
+            ok = isinstance(p, list) and bool(p) and all(isinstance(x, Mapping) for x in p)
+            counts.append(len(p) if ok and isinstance(p, list) else -1)
+            if ok and isinstance(p, list):
+                points.extend(p)
+        if -1 in counts:
+            limits = None
+        else:
+            try:
+                limits = limits_for({**first, "points": points}, tables)
+            except RuleError:
+                limits = None
+        if limits is None:  # attribute the error to the right request(s)
+            for i in members:
+                try:
+                    out[i] = evaluate(requests[i], tables)
+                except RuleError as exc:
+                    out[i] = exc
+            continue
+        ok_all, margin_all = judge(limits.errors, limits.lower, limits.upper)
+        lo_all = np.round(limits.lower, 9)
+        hi_all = np.round(limits.upper, 9)
+        start = 0
+        for i, n in zip(members, counts, strict=True):
+            sl = slice(start, start + n)
+            start += n
+            errs, lo, hi = limits.errors[sl], lo_all[sl], hi_all[sl]
+            symmetric = bool(np.allclose(-lo, hi))
+            rows = []
+            own_points = requests[i]["points"]
+            for j, label in enumerate(limits.labels[sl]):
+                if first.get("instrument_type") in INDEX_LABELLED and own_points[j].get("point") is None:
+                    label = str(j + 1)  # unlabelled points are numbered within their own request
+                row: dict[str, Any] = {"point": label, "mpe": float(hi[j]) if errs[j] >= 0 else float(-lo[j]),
+                                       "verdict": "pass" if ok_all[sl][j] else "fail",
+                                       "margin": float(margin_all[sl][j])}
+                if not symmetric:
+                    row["mpe_lower"], row["mpe_upper"] = float(lo[j]), float(hi[j])
+                rows.append(row)
+            out[i] = {"conforming": bool(ok_all[sl].all()), "points": rows}
+    return [r if r is not None else RuleError("not evaluated") for r in out]

@@ -1,0 +1,286 @@
+"""``jiliang demo``: build the simulated city (模拟城市) into the database and describe it.
+
+The city (:mod:`jiliang.simulation.city`) is loaded through the registry importers, so every generated row
+is validated exactly like a regulator's spreadsheet, and the change log records it (actor
+``system:demo``).  The whole build is one transaction: a failure leaves the database as it was.
+
+``fresh=True`` (the default of ``jiliang demo``) first empties what a demo creates, so the demo starts
+from an empty registry: organisations, places, models, instruments, users, API tokens, sessions, the
+change log, and every table whose rows point at them (so verifications, telemetry or alerts added by
+later apps go too).  Reference data stays: regions and the instrument catalogue.  **This is a demo-only
+reset.**  The change log is append-only through the ORM (its queryset refuses ``delete()``); the reset
+bypasses that on purpose with the backend's flush SQL (``TRUNCATE … RESTART IDENTITY CASCADE`` on
+PostgreSQL, ``DELETE FROM`` on SQLite), which is never used outside the demo.
+
+``fresh=False`` (``jiliang demo --keep``) keeps what is there and adds the part of the city that is
+missing (matched by credit code, place key, device id and username), so running it twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.sessions.models import Session
+from django.core.management.color import no_style
+from django.db import connection, models, transaction
+from django.db.models import Count
+from django.utils import timezone
+from tqdm import tqdm
+
+from jiliang.accounts.models import ApiToken, SystemPrincipal, User
+from jiliang.accounts.roles import Role
+from jiliang.accounts.services import user_create
+from jiliang.core.context import reset_request_id, set_request_id
+from jiliang.core.models import ChangeLog
+from jiliang.registry import importing
+from jiliang.registry.models import (
+    Instrument,
+    InstrumentModel,
+    InstrumentType,
+    Organization,
+    OrganizationKind,
+    Place,
+)
+from jiliang.registry.tabular import Table
+from jiliang.simulation.city import (
+    DEMO_PASSWORD,
+    INSTRUMENT_COLUMNS,
+    ORGANIZATION_COLUMNS,
+    PLACE_COLUMNS,
+    SCALES,
+    City,
+    DemoUser,
+    Row,
+    generate_city,
+)
+from jiliang.simulation.verifications import VERIFICATION_COLUMNS, generate_verifications
+from jiliang.verification.importing import import_verifications
+
+#: Instruments are imported in chunks of this many rows so the progress bar moves during the writes.
+INSTRUMENT_CHUNK = 10_000
+
+#: Tables a fresh demo empties (plus, by cascade, every table that references them).
+RESET_MODELS: tuple[type[models.Model], ...] = (
+    ChangeLog, Instrument, InstrumentModel, Place, OrganizationKind, Organization, ApiToken, User, Session,
+)
+
+PLACE_KIND_LABELS = {
+    "market": "农贸市场 farmers' markets",
+    "charging_station": "充电站 charging stations",
+    "fuel_station": "加油站 fuel stations",
+    "residence": "住宅楼栋 residential buildings",
+    "other": "其他 other places",
+}
+ROLE_LABELS: dict[str, str] = {
+    Role.ADMIN: "系统管理员 admin", Role.REGULATOR: "监管人员 regulator", Role.INSPECTOR: "执法人员 inspector",
+    Role.INSTITUTE: "检定机构 institute", Role.MANUFACTURER: "制造单位 manufacturer",
+    Role.UTILITY: "供水/供气 utility", Role.MARKET_ENTITY: "经营者 market entity", Role.PUBLIC: "公众 public",
+}
+
+
+@dataclass
+class DemoSummary:
+    """What a demo build produced (演示数据概况): counts read back from the database and the demo logins."""
+
+    scale: str
+    seed: int
+    database: str
+    seconds: float
+    organizations: int
+    places: dict[str, int]
+    instruments: dict[str, int]
+    instrument_names: dict[str, str]
+    statuses: dict[str, int]
+    districts: int
+    users: list[DemoUser]
+    created: dict[str, int] = field(default_factory=dict)
+    password: str = DEMO_PASSWORD
+
+    @property
+    def instrument_total(self) -> int:
+        return sum(self.instruments.values())
+
+    @property
+    def place_total(self) -> int:
+        return sum(self.places.values())
+
+    def url(self, host: str, port: int) -> str:
+        shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 (display only)
+        if ":" in shown:
+            shown = f"[{shown}]"
+        return f"http://{shown}:{port}/"
+
+    def describe(self, host: str = "127.0.0.1", port: int = 8000) -> str:
+        """Multi-line Chinese + English text: URL, counts, and the table of demo logins."""
+        lines = [
+            "Jiliang 计量监管平台 — 模拟城市已建成 / the simulated city is built",
+            f"  网址 URL:        {self.url(host, port)}",
+            f"  规模 scale:      {self.scale}   种子 seed: {self.seed}   用时 built in {self.seconds:.1f} s",
+            f"  数据库 database: {self.database}",
+            "",
+            f"  单位 organizations {self.organizations:,} · 场所 places {self.place_total:,} · "
+            f"计量器具 instruments {self.instrument_total:,} · 区 districts {self.districts}",
+        ]
+        for kind, n in self.places.items():
+            lines.append(f"    {_pad(PLACE_KIND_LABELS.get(kind, kind), 44)}{n:>9,}")
+        for itype, n in self.instruments.items():
+            lines.append(f"    {_pad(self.instrument_names.get(itype, itype), 44)}{n:>9,}")
+        status_text = ", ".join(f"{k} {v:,}" for k, v in self.statuses.items())
+        lines.append(f"    状态 status: {status_text}")
+        if self.created and sum(self.created.values()) < self.organizations + self.place_total + self.instrument_total:
+            added = ", ".join(f"{k} {v:,}" for k, v in self.created.items())
+            lines.append(f"    本次新增 added this run (--keep): {added}")
+        lines += [
+            "",
+            f"  演示账户 demo logins — 密码 password: {self.password}",
+            f"    {_pad('用户名 username', 20)}{_pad('角色 role', 24)}可见范围 what it sees",
+        ]
+        for u in self.users:
+            lines.append(f"    {_pad(u.username, 20)}{_pad(ROLE_LABELS.get(u.role, u.role), 24)}{u.sees}")
+        lines += ["", "  演示数据仅供体验，请勿用于生产 / demo data only, do not use in production."]
+        return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    """Left-justify for a terminal, counting CJK characters as two columns."""
+    return text + " " * max(1, width - _width(text))
+
+
+# ------------------------------------------------------------------------------------------------- reset
+
+def reset_demo_data() -> None:
+    """Empty what a demo creates (demo-only: see the module docstring).  Runs inside the caller's transaction."""
+    tables = [m._meta.db_table for m in RESET_MODELS]
+    sql = connection.ops.sql_flush(no_style(), tables, reset_sequences=True, allow_cascade=True)
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            # TRUNCATE refuses a table with pending deferred foreign-key checks (rows inserted earlier in
+            # the same transaction): run those checks now, then go back to deferring.
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        for statement in sql:
+            cur.execute(statement)
+        if connection.vendor == "postgresql":
+            cur.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
+# ------------------------------------------------------------------------------------------------- build
+
+def _table(columns: tuple[str, ...], rows: list[Row]) -> Table:
+    # Row numbers as in a CSV file of these rows (header = line 1), so an error points at a line.
+    return Table(columns=list(columns), rows=[(n, r) for n, r in enumerate(rows, start=2)])
+
+
+def _missing(rows: list[Row], key: str, existing: Callable[[list[str]], Iterable[str]]) -> list[Row]:
+    have: set[str] = set()
+    values = [r[key] for r in rows]
+    for i in range(0, len(values), 5000):
+        have.update(existing(values[i : i + 5000]))
+    return [r for r in rows if r[key] not in have]
+
+
+def _create_users(users: list[DemoUser], actor: Any, skip_existing: bool) -> int:
+    existing = set(User.objects.filter(username__in=[u.username for u in users]).values_list("username", flat=True))
+    orgs = dict(Organization.objects.filter(uscc__in=[u.organization_uscc for u in users if u.organization_uscc])
+                .values_list("uscc", "id"))
+    n = 0
+    for u in users:
+        if u.username in existing and skip_existing:
+            continue
+        user_create(actor=actor, username=u.username, password=DEMO_PASSWORD, role=u.role,
+                    organization_id=orgs.get(u.organization_uscc or ""), region_code=u.region_code,
+                    is_superuser=u.is_superuser)
+        n += 1
+    return n
+
+
+def build_demo(*, scale: str, seed: int, fresh: bool, as_of: dt.date | None = None,
+               progress: bool | None = None) -> DemoSummary:
+    """Build the simulated city (构建模拟城市) into the default database and return its summary.
+
+    ``as_of`` is the day the city is seen from (default: today, so install dates lie in the past and due
+    dates look current).  ``progress`` shows a tqdm bar on stderr (default: only on a terminal).
+    """
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r} (choose from {', '.join(SCALES)})")
+    started = time.perf_counter()
+    city = generate_city(scale, seed, as_of or timezone.localdate())
+    actor = SystemPrincipal("system:demo")
+    token = set_request_id(f"demo-{scale}-{seed}-{uuid.uuid4().hex[:12]}")
+    try:
+        with transaction.atomic():
+            created = _load(city, actor, fresh, progress)
+    finally:
+        reset_request_id(token)
+    return summarize(city, time.perf_counter() - started, created)
+
+
+def _load(city: City, actor: Any, fresh: bool, progress: bool | None) -> dict[str, int]:
+    orgs, places, instruments = city.organizations, city.places, city.instruments
+    if fresh:
+        reset_demo_data()
+    else:
+        orgs = _missing(orgs, "uscc", lambda c: Organization.objects.filter(uscc__in=c).values_list("uscc", flat=True))
+        places = _missing(places, "key", lambda c: Place.objects.filter(key__in=c).values_list("key", flat=True))
+        instruments = _missing(instruments, "device_id",
+                               lambda c: Instrument.objects.filter(device_id__in=c).values_list("device_id", flat=True))
+    new_devices = {i["device_id"] for i in instruments}
+    verifications = [v for v in generate_verifications(city, city.seed).rows if v["device_id"] in new_devices]
+    total = len(orgs) + len(places) + len(instruments) + len(verifications) + len(city.users)
+    disable = None if progress is None else not progress
+    with tqdm(total=total, desc=f"模拟城市 building the {city.scale} city", unit="row", file=sys.stderr,
+              disable=disable, dynamic_ncols=True) as bar:
+        bar.set_postfix_str("organizations")
+        importing.import_organizations(table=_table(ORGANIZATION_COLUMNS, orgs), actor=actor)
+        bar.update(len(orgs))
+        bar.set_postfix_str("places")
+        importing.import_places(table=_table(PLACE_COLUMNS, places), actor=actor)
+        bar.update(len(places))
+        bar.set_postfix_str("instruments")
+        for start in range(0, len(instruments), INSTRUMENT_CHUNK):
+            chunk = instruments[start : start + INSTRUMENT_CHUNK]
+            importing.import_instruments(table=_table(INSTRUMENT_COLUMNS, chunk), actor=actor)
+            bar.update(len(chunk))
+        bar.set_postfix_str("verifications")
+        for start in range(0, len(verifications), INSTRUMENT_CHUNK):
+            chunk = verifications[start : start + INSTRUMENT_CHUNK]
+            import_verifications(table=_table(VERIFICATION_COLUMNS, chunk), actor=actor)
+            bar.update(len(chunk))
+        bar.set_postfix_str("users")
+        users = _create_users(city.users, actor, skip_existing=not fresh)
+        bar.update(len(city.users))
+        bar.set_postfix_str("done")
+    return {"organizations": len(orgs), "places": len(places), "instruments": len(instruments),
+            "verifications": len(verifications), "users": users}
+
+
+def summarize(city: City, seconds: float, created: dict[str, int]) -> DemoSummary:
+    """Read the counts back from the database (not from the generated rows)."""
+    order = ["scale", "ev_charger_ac", "ev_charger_dc", "fuel_dispenser", "water_meter", "gas_meter"]
+    by_type = dict(Instrument.objects.values_list("instrument_type").annotate(n=Count("id")).order_by())
+    instruments = {k: by_type[k] for k in [*order, *sorted(set(by_type) - set(order))] if k in by_type}
+    by_kind = dict(Place.objects.values_list("kind").annotate(n=Count("id")).order_by())
+    places = {k: by_kind[k] for k in [*PLACE_KIND_LABELS, *sorted(set(by_kind) - set(PLACE_KIND_LABELS))]
+              if k in by_kind}
+    statuses = dict(Instrument.objects.values_list("status").annotate(n=Count("id")).order_by("-n"))
+    names = {k: f"{zh} {en}" for k, zh, en in InstrumentType.objects.values_list("key", "name_zh", "name_en")}
+    districts = Place.objects.values("region_id").distinct().count()
+    db = connection.settings_dict
+    database = f"{connection.vendor} {db.get('NAME')}"
+    if connection.vendor == "postgresql":
+        database = f"postgresql {db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db.get('NAME')}"
+    return DemoSummary(
+        scale=city.scale, seed=city.seed, database=database, seconds=seconds,
+        organizations=Organization.objects.count(), places=places, instruments=instruments,
+        instrument_names=names, statuses=statuses, districts=districts, users=list(city.users), created=created,
+    )
