@@ -279,6 +279,21 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    import orjson
+
+    from jiliang.monitoring.estimates import charger_estimates
+
+    data = charger_estimates()
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(data).decode() + "\n")
+    else:
+        for r in data:
+            flag = "EXCEEDS MPE" if r["exceeds_mpe"] else ""
+            print(f"{r['device']}\t{r['error_pct']:+.2f} % ± {r['ci95_pct']:.2f}\t{r['sessions']} sessions\t{flag}")
+    return 0
+
+
 def cmd_createsuperuser(args: argparse.Namespace) -> int:
     from django.core.management import call_command
 
@@ -342,6 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--format", choices=["json", "table"], default="table")
     al.add_argument("--status", choices=["new", "triaged", "confirmed", "dismissed"])
     al.set_defaults(func=cmd_alerts)
+
+    es = sub.add_parser("estimate", help="fleet error estimates (SPEC 3.4)",
+                        description="Estimate each charger's energy error from all stored sessions (charger energy "
+                        "against the vehicles' own BMS energy), anchored by chargers verified in the last year. "
+                        "Fuel dispensers (tank reconciliation) are not built yet.")
+    es.add_argument("what", choices=["chargers"], help="chargers")
+    es.add_argument("--format", choices=["json", "table"], default="table")
+    es.set_defaults(func=cmd_estimate)
 
     e = sub.add_parser("evaluate", help="MPE verdict for verification test points (SPEC 3.3)",
                        description="Read one JSON object (instrument_type, accuracy_class, stage, params, points) "
