@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("jiliang.portal.urls")),
     path("", include("jiliang.registry.urls")),
     path("", include("jiliang.analytics.urls")),
+    path("", include("jiliang.monitoring.urls")),
 ]
