@@ -413,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("createsuperuser", help="create an administrator account")
     c.set_defaults(func=cmd_createsuperuser)
+
+    from jiliang.verification.cli import add_cert_parser
+
+    add_cert_parser(sub)  # jiliang cert verify|issue|revoke|keys
     return p
 
 

@@ -142,6 +142,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("JILIANG_LOG_LEVEL", "WARNING")},
 }
 
+# Electronic certificates (ADR 0006)
+JILIANG_CERT_ALGORITHM = os.environ.get("JILIANG_CERT_ALGORITHM", "sm2")  # sm2 | ed25519, for new keys
+# seals institutions' private keys at rest; SECRET_KEY when empty
+JILIANG_KEY_ENCRYPTION_SECRET = os.environ.get("JILIANG_KEY_ENCRYPTION_SECRET", "")
+JILIANG_PUBLIC_BASE_URL = os.environ.get("JILIANG_PUBLIC_BASE_URL", "")  # set: the QR holds https://…/c/JL1:…
+JILIANG_PDF_FALLBACK_FONT = os.environ.get("JILIANG_PDF_FALLBACK_FONT", "")  # PATH[#FACE] for rare characters
+
 # Registry settings: configurable defaults (see docs/ARCHITECTURE.md).
 JILIANG_PAGE_SIZE = 50
 JILIANG_MAX_PAGE_SIZE = 500

@@ -11,6 +11,7 @@ from django.shortcuts import render
 from jiliang.core.errors import NotFound
 from jiliang.portal.templatetags.jiliang_ui import localized_name
 from jiliang.registry import selectors
+from jiliang.verification.certificates import certificate_verify
 
 # QR tokens are URL-safe base64 (new_qr_token: 22 characters); anything else is not looked up at all.
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
@@ -30,4 +31,33 @@ def public_instrument(request: HttpRequest, qr_token: str) -> HttpResponse:
         "region_name": localized_name(info.region_name, info.region_name_en),
     })
     response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+# A pasted payload is at most what a QR code holds; anything longer is not looked at.
+_MAX_PAYLOAD = 4096
+
+
+def certificate_check(request: HttpRequest) -> HttpResponse:
+    """``/c/verify/``: paste a certificate's QR text (or open ``/c/<payload>``) and see whether it is
+    genuine, by whom it was issued and whether it was revoked (证书真伪查验)."""
+    payload = request.GET.get("payload", "")[:_MAX_PAYLOAD + 1]
+    return _certificate_page(request, payload)
+
+
+def certificate_deep_link(request: HttpRequest, payload: str) -> HttpResponse:
+    """``/c/JL1:…``: what a phone opens when the certificate's QR code holds a link."""
+    return _certificate_page(request, payload)
+
+
+def _certificate_page(request: HttpRequest, payload: str) -> HttpResponse:
+    check = None
+    too_long = len(payload) > _MAX_PAYLOAD
+    if payload.strip() and not too_long:
+        check = certificate_verify(payload)
+    response = render(request, "portal/certificate_verify.html", {
+        "payload": payload if not too_long else "", "check": check, "too_long": too_long,
+    })
+    response["X-Robots-Tag"] = "noindex"
+    response["Cache-Control"] = "no-store"
     return response

@@ -298,6 +298,124 @@ def _alert_patch(w: World, c: dict[str, Client]) -> None:
     assert a.status == "triaged"
 
 
+# ------------------------------------------------------------------------------ certificates (检定证书, issue 3)
+
+CERT_SIGNERS = {"admin", "futian_institute"}  # the institution that performed V_F, V_N and V_W, and the admin
+
+
+def _issue_all(w: World) -> dict[str, Any]:
+    from jiliang.accounts.models import SystemPrincipal
+    from jiliang.verification.certificates import certificate_issue
+
+    return {k: certificate_issue(actor=SystemPrincipal(), verification_id=v.pk) for k, v in w.verifications.items()}
+
+
+def _visible_certs(w: World, certs: dict[str, Any], name: str) -> set[int]:
+    seen = expected_visibility(w)[name]["verifications"]
+    return {c.pk for k, c in certs.items() if w.verifications[k].pk in seen}
+
+
+@case("post", "/api/v1/verifications/{verification_id}/certificate")
+def _certificate_issue(w: World, c: dict[str, Client]) -> None:
+    from jiliang.verification.models import Certificate
+
+    exp = expected_visibility(w)
+    v_f = w.verifications["V_F"]
+    for name in ALL_USERS:
+        if name in CERT_SIGNERS:
+            continue
+        r = c[name].post(f"/api/v1/verifications/{v_f.pk}/certificate", {}, content_type="application/json")
+        want = 403 if v_f.pk in exp[name]["verifications"] else 404
+        assert r.status_code == want, (name, r.content)
+        assert not Certificate.objects.exists(), name
+    r = c["futian_institute"].post(f"/api/v1/verifications/{v_f.pk}/certificate", {"checker": "李核验"},
+                                   content_type="application/json")
+    assert r.status_code == 201 and r.json()["kind"] == "certificate" and r.json()["payload"].startswith("JL1:")
+    r = c["admin"].post(f"/api/v1/verifications/{w.verifications['V_N'].pk}/certificate", {},
+                        content_type="application/json")
+    assert r.status_code == 201, r.content
+    r = c["admin"].post(f"/api/v1/verifications/{v_f.pk}/certificate", {}, content_type="application/json")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "already_issued"
+
+
+@case("get", "/api/v1/certificates")
+def _certificates(w: World, c: dict[str, Client]) -> None:
+    certs = _issue_all(w)
+    for name in ALL_USERS:
+        assert ids(c[name].get("/api/v1/certificates")) == _visible_certs(w, certs, name), name
+
+
+@case("get", "/api/v1/certificates/{certificate_id}")
+def _certificate(w: World, c: dict[str, Client]) -> None:
+    certs = _issue_all(w)
+    for name in ALL_USERS:
+        visible = _visible_certs(w, certs, name)
+        for cert in certs.values():
+            r = c[name].get(f"/api/v1/certificates/{cert.pk}")
+            assert r.status_code == (200 if cert.pk in visible else 404), (name, cert.number)
+
+
+@case("get", "/api/v1/certificates/{certificate_id}/pdf")
+def _certificate_pdf(w: World, c: dict[str, Client]) -> None:
+    cert = _issue_all(w)["V_F"]
+    for name in ALL_USERS:
+        r = c[name].get(f"/api/v1/certificates/{cert.pk}/pdf")
+        if cert.pk in _visible_certs(w, {"V_F": cert}, name):
+            assert r.status_code == 200 and r["Content-Type"] == "application/pdf", name
+            assert r.content.startswith(b"%PDF")
+        else:
+            assert r.status_code == 404, name
+
+
+@case("post", "/api/v1/certificates/{certificate_id}/revoke")
+def _certificate_revoke(w: World, c: dict[str, Client]) -> None:
+    from jiliang.verification.models import Certificate
+
+    cert = _issue_all(w)["V_F"]
+    for name in ALL_USERS:
+        if name in CERT_SIGNERS:
+            continue
+        r = c[name].post(f"/api/v1/certificates/{cert.pk}/revoke", {"reason": "x"}, content_type="application/json")
+        want = 403 if cert.pk in _visible_certs(w, {"V_F": cert}, name) else 404
+        assert r.status_code == want, (name, r.content)
+        assert Certificate.objects.get(pk=cert.pk).revoked_at is None
+    r = c["futian_institute"].post(f"/api/v1/certificates/{cert.pk}/revoke", {"reason": "录入错误"},
+                                   content_type="application/json")
+    assert r.status_code == 200 and r.json()["revoked_at"], r.content
+    r = c["admin"].post(f"/api/v1/certificates/{cert.pk}/revoke", {"reason": "again"}, content_type="application/json")
+    assert r.status_code == 409
+
+
+# Public operations: everyone, signed in or not, gets the same answer.
+@case("get", "/api/v1/public/keys")
+def _public_keys(w: World, c: dict[str, Client]) -> None:
+    certs = _issue_all(w)
+    for client in [*c.values(), Client()]:
+        r = client.get("/api/v1/public/keys")
+        assert r.status_code == 200 and [k["kid"] for k in r.json()] == [certs["V_F"].key.kid]
+
+
+@case("get", "/api/v1/public/certificates/revoked")
+def _public_revoked(w: World, c: dict[str, Client]) -> None:
+    from jiliang.accounts.models import SystemPrincipal
+    from jiliang.verification.certificates import certificate_revoke
+
+    cert = _issue_all(w)["V_N"]
+    certificate_revoke(actor=SystemPrincipal(), certificate_id=cert.pk, reason="test")
+    for client in [*c.values(), Client()]:
+        r = client.get("/api/v1/public/certificates/revoked")
+        assert r.status_code == 200 and [x["number"] for x in r.json()] == [cert.number]
+
+
+@case("post", "/api/v1/public/certificates/verify")
+def _public_verify(w: World, c: dict[str, Client]) -> None:
+    cert = _issue_all(w)["V_W"]
+    for client in [*c.values(), Client()]:
+        r = client.post("/api/v1/public/certificates/verify", {"payload": cert.payload},
+                        content_type="application/json")
+        assert r.status_code == 200 and r.json()["valid"] is True and r.json()["certificate"]["number"] == cert.number
+
+
 # -------------------------------------------------------------------------------------------------- the tests
 
 def _operations() -> set[tuple[str, str]]:
@@ -327,15 +445,24 @@ def test_operation_scope_for_every_role(op: tuple[str, str], world: World, clien
     CASES[op](world, clients)
 
 
+# Operations that are public by design (no sign-in): the certificate check a phone or anyone makes, and the
+# keys and revocation list an offline checker needs.  Their cases above check the anonymous answer.
+PUBLIC_OPERATIONS = {("get", "/api/v1/public/keys"), ("get", "/api/v1/public/certificates/revoked"),
+                     ("post", "/api/v1/public/certificates/verify")}
+
+
 @pytest.mark.parametrize("op", sorted(CASES), ids=lambda op: f"{op[0].upper()} {op[1]}")
 def test_anonymous_gets_401_everywhere(op: tuple[str, str], world: World) -> None:
     method, path = op
     url = path.replace("{org_id}", str(world.orgs["stall_f"].pk)).replace(
         "{place_id}", str(world.places["P_F"].pk)).replace("{instrument_id}", str(world.instruments["I_F"].pk)).replace(
         "{kind}", "instruments").replace("{verification_id}", str(world.verifications["V_F"].pk)).replace(
-        "{alert_id}", "1")
+        "{alert_id}", "1").replace("{certificate_id}", "1")
     data = json.dumps({}) if method != "get" else None
     r = getattr(Client(), method)(url, content_type="application/json", data=data)
+    if op in PUBLIC_OPERATIONS:  # reachable without sign-in (an empty body is refused as invalid, not as 401)
+        assert r.status_code in (200, 422), (op, r.status_code)
+        return
     assert r.status_code == 401, (op, r.status_code)
     assert r.json()["error"]["code"] == "unauthenticated"
 
