@@ -60,6 +60,7 @@ from jiliang.simulation.city import (
     Row,
     generate_city,
 )
+from jiliang.simulation.telemetry import TelemetrySpec, dumps_truth, generate_telemetry
 from jiliang.simulation.verifications import VERIFICATION_COLUMNS, generate_verifications
 from jiliang.verification.importing import import_verifications
 
@@ -101,6 +102,7 @@ class DemoSummary:
     districts: int
     users: list[DemoUser]
     created: dict[str, int] = field(default_factory=dict)
+    telemetry: dict[str, Any] = field(default_factory=dict)
     password: str = DEMO_PASSWORD
 
     @property
@@ -137,6 +139,11 @@ class DemoSummary:
         if self.created and sum(self.created.values()) < self.organizations + self.place_total + self.instrument_total:
             added = ", ".join(f"{k} {v:,}" for k, v in self.created.items())
             lines.append(f"    本次新增 added this run (--keep): {added}")
+        if self.telemetry:
+            t = self.telemetry
+            lines.append(f"  在线监测 telemetry: {t['records']:,} records over {t['days']} days, "
+                         f"{t['alerts']:,} alerts "
+                         f"(ground truth: {t['truth']})")
         lines += [
             "",
             f"  演示账户 demo logins — 密码 password: {self.password}",
@@ -205,7 +212,7 @@ def _create_users(users: list[DemoUser], actor: Any, skip_existing: bool) -> int
 
 
 def build_demo(*, scale: str, seed: int, fresh: bool, as_of: dt.date | None = None,
-               progress: bool | None = None) -> DemoSummary:
+               progress: bool | None = None, with_telemetry: bool = True) -> DemoSummary:
     """Build the simulated city (构建模拟城市) into the default database and return its summary.
 
     ``as_of`` is the day the city is seen from (default: today, so install dates lie in the past and due
@@ -220,9 +227,50 @@ def build_demo(*, scale: str, seed: int, fresh: bool, as_of: dt.date | None = No
     try:
         with transaction.atomic():
             created = _load(city, actor, fresh, progress)
+        telemetry = _telemetry(city, seed, progress) if fresh and with_telemetry else {}
     finally:
         reset_request_id(token)
-    return summarize(city, time.perf_counter() - started, created)
+    summary = summarize(city, time.perf_counter() - started, created)
+    summary.telemetry = telemetry
+    return summary
+
+
+# Demo telemetry per scale: enough for every detector and the charger estimates, light enough that the
+# city still builds in well under 90 s (the benchmarks use full volumes).
+DEMO_TELEMETRY = {
+    "small": TelemetrySpec(days=7, scale_txns_per_day=20, charger_sessions_per_day=10),
+    "city": TelemetrySpec(days=4, scale_txns_per_day=6, charger_sessions_per_day=10),
+    "large": TelemetrySpec(days=3, scale_txns_per_day=4, charger_sessions_per_day=6),
+}
+
+
+def _telemetry(city: City, seed: int, progress: bool | None) -> dict[str, Any]:
+    """Simulated telemetry ingested and analysed; the ground truth is written beside the database."""
+    from jiliang.config.dburl import default_sqlite_path
+    from jiliang.monitoring.detection import run_detectors
+    from jiliang.monitoring.ingest import ingest_lines
+    from jiliang.monitoring.models import Alert
+
+    spec = DEMO_TELEMETRY[city.scale]
+    lines, truth = generate_telemetry(city, seed=seed, spec=spec)
+    disable = None if progress is None else not progress
+    with tqdm(total=len(lines), desc="在线监测 telemetry", unit="rec", file=sys.stderr, disable=disable,
+              dynamic_ncols=True) as bar:
+        accepted = 0
+        for start in range(0, len(lines), 100_000):
+            chunk = lines[start : start + 100_000]
+            accepted += ingest_lines(chunk, source="demo-simulator").accepted
+            bar.update(len(chunk))
+        bar.set_postfix_str("detectors")
+        run_detectors()
+    path = default_sqlite_path().parent / "demo-ground-truth.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dumps_truth(truth), encoding="utf-8")
+        shown = str(path)
+    except OSError:
+        shown = "(not written)"
+    return {"records": accepted, "days": spec.days, "alerts": Alert.objects.count(), "truth": shown}
 
 
 def _load(city: City, actor: Any, fresh: bool, progress: bool | None) -> dict[str, int]:
