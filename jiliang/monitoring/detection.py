@@ -29,6 +29,7 @@ from jiliang.monitoring.models import (
     DetectorCursor,
     MeterReading,
     ScaleEvent,
+    ScaleRecheck,
     ScaleTxn,
 )
 from jiliang.registry.models import Instrument
@@ -39,6 +40,7 @@ SOURCES: dict[str, tuple[Any, tuple[str, ...], str]] = {
     "scale.txn": (ScaleTxn, ("id", "device_id", "ts", "seq", "net_g", "tare_g", "unit_price_fen_per_kg",
                              "amount_fen"), "ts"),
     "scale.event": (ScaleEvent, ("id", "device_id", "ts", "seq", "event", "sw_id", "sw_hash"), "ts"),
+    "scale.recheck": (ScaleRecheck, ("id", "device_id", "ts", "claimed_g", "actual_g"), "ts"),
     "meter.reading": (MeterReading, ("id", "device_id", "ts", "seq", "register_milli", "flags"), "ts"),
     "charger.session": (ChargerSession, ("id", "device_id", "start_ts", "seq", "meter_start_wh", "meter_end_wh",
                                          "energy_wh"), "start_ts"),

@@ -34,7 +34,7 @@ TZ = dt.timezone(dt.timedelta(hours=8))
 class TelemetrySpec:
     days: int = 7
     scale_txns_per_day: int = 40
-    rechecks_per_stall_per_day: float = 0.5
+    rechecks_per_stall_per_day: float = 1.0
     charger_sessions_per_day: float = 8.0
     meter_readings_per_day: int = 1
     cheat_share: float = 0.005
@@ -62,6 +62,16 @@ class GroundTruth:
                 "padding_scales": sorted(self.padding_scales), "charger_error_pct": self.charger_error_pct,
                 "backwards_chargers": sorted(self.backwards_chargers), "stuck_meters": self.stuck_meters,
                 "reversed_meters": self.reversed_meters}
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    """Knuth's method; lam is small (re-weighs a day)."""
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
 
 
 def _ts(day0: dt.datetime, seconds: float) -> str:
@@ -103,24 +113,33 @@ class _Gen:
             cheat = self.truth.cheating_scales.get(dev)
             drift = self.truth.drifting_scales.get(dev, 0.0)
             seq = 0
+
+            def weigh(day: int, t: float, drift: float = drift, cheat: dict[str, float] | None = cheat
+                      ) -> tuple[int, int]:
+                """A purchase's true weight and what this stall's scale shows for it."""
+                true_g = int(rng.lognormvariate(6.5, 0.7))
+                factor = 1.0 + drift
+                if cheat and day >= cheat["from_day"] and not (cheat["part_of_day"] and t < 12 * 3600):
+                    factor += cheat["inflation"]
+                return true_g, max(1, round(true_g * factor / 5) * 5)
+
             for day in range(spec.days):
                 day0 = self.start + dt.timedelta(days=day)
                 for _ in range(spec.scale_txns_per_day):
                     seq += 1
                     t = rng.uniform(6 * 3600, 19 * 3600)
-                    true_g = int(rng.lognormvariate(6.5, 0.7))
-                    factor = 1.0 + drift
-                    if cheat and day >= cheat["from_day"] and not (cheat["part_of_day"] and t < 12 * 3600):
-                        factor += cheat["inflation"]
-                    shown = max(1, round(true_g * factor / 5) * 5)
+                    _true_g, shown = weigh(day, t)
                     price = rng.choice((800, 1200, 1600, 2400, 3600, 5800))
                     amount = round(shown * price / 1000) + (rng.randint(20, 200) if dev in self.truth.padding_scales
                                                            and rng.random() < 0.3 else 0)
                     yield (f'{{"kind":"scale.txn","device":"{dev}","ts":"{_ts(day0, t)}","seq":{seq},'
                            f'"net_g":{shown},"tare_g":0,"unit_price_fen_per_kg":{price},"amount_fen":{amount}}}')
-                    if rng.random() < spec.rechecks_per_stall_per_day / spec.scale_txns_per_day:
-                        yield (f'{{"kind":"scale.recheck","place":"{place}","ts":"{_ts(day0, t + 120)}",'
-                               f'"device":"{dev}","claimed_g":{shown},"actual_g":{true_g}}}')
+                # customers re-weigh their purchase at the fair scale: a Poisson number a day per stall
+                for _ in range(_poisson(rng, spec.rechecks_per_stall_per_day)):
+                    t = rng.uniform(6 * 3600, 19 * 3600)
+                    true_g, shown = weigh(day, t)
+                    yield (f'{{"kind":"scale.recheck","place":"{place}","ts":"{_ts(day0, t + 120)}",'
+                           f'"device":"{dev}","claimed_g":{shown},"actual_g":{true_g}}}')
 
     def chargers(self) -> Iterator[str]:
         rng, spec = self.rng, self.spec

@@ -39,6 +39,9 @@ def sample(kind: str, n: int = 300, seed: int = 3) -> dict[str, np.ndarray]:
         b["sw_hash"] = rng.choice(np.array(["aa", "bb", ""], dtype=object), n)
         b["filed_sw_hash"] = np.array(["aa"] * n, dtype=object)
         b["days_from_verification"] = rng.choice([0.1, 5.0, np.inf], n)
+    elif kind == "scale.recheck":
+        b["actual_g"] = rng.integers(50, 3000, n)
+        b["claimed_g"] = (b["actual_g"] * np.where(rng.random(n) < 0.1, 1.08, 1.0)).astype(np.int64)
     elif kind == "meter.reading":
         steps = rng.integers(-5, 200, n)
         b["register_milli"] = np.zeros(n, dtype=np.int64)

@@ -34,7 +34,7 @@ def test_detectors_find_the_injected_faults_and_nothing_else() -> None:
 
     build_demo(scale="small", seed=SEED, fresh=True, progress=False, as_of=AS_OF, with_telemetry=False)
     city = generate_city("small", SEED, as_of=AS_OF)
-    spec = TelemetrySpec(days=7, stuck_share=0.03, reversed_share=0.03, padding_share=0.03,
+    spec = TelemetrySpec(days=7, stuck_share=0.03, reversed_share=0.03, padding_share=0.03, cheat_share=0.1,
                          charger_sessions_per_day=12)
     lines, truth = generate_telemetry(city, seed=3, spec=spec)
     report = ingest_lines(lines, source="sim")
@@ -48,6 +48,9 @@ def test_detectors_find_the_injected_faults_and_nothing_else() -> None:
     assert flagged("scale.amount_mismatch") <= truth.padding_scales
     assert flagged("charger.register_continuity") == truth.backwards_chargers
     assert not flagged("meter.implausible_jump")
+    cheaters = {d for d, c in truth.cheating_scales.items() if c["inflation"] >= 0.05}
+    assert cheaters <= flagged("scale.recheck_shortfall")
+    assert flagged("scale.recheck_shortfall") <= set(truth.cheating_scales) | set(truth.drifting_scales)
     est = {r["device"]: r for r in charger_estimates()}
     errs = np.array([est[d]["error_pct"] - truth.charger_error_pct[d] for d in est if est[d]["sessions"] >= 50])
     assert errs.size and np.abs(errs).mean() < 0.6

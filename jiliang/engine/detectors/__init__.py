@@ -11,10 +11,16 @@ from __future__ import annotations
 from jiliang.engine.detectors.base import Detector, DetectorParamsError, Finding
 from jiliang.engine.detectors.chargers import ChargerRegisterContinuity
 from jiliang.engine.detectors.meters import MeterImplausibleJump, MeterReverseFlow, MeterStuckRegister
-from jiliang.engine.detectors.scales import ScaleAmountMismatch, ScaleSoftwareChecksum, ScaleUnauthorizedEvent
+from jiliang.engine.detectors.scales import (
+    ScaleAmountMismatch,
+    ScaleRecheckShortfall,
+    ScaleSoftwareChecksum,
+    ScaleUnauthorizedEvent,
+)
 
 REGISTRY: dict[str, type[Detector]] = {d.key: d for d in (
-    ScaleAmountMismatch, ScaleSoftwareChecksum, ScaleUnauthorizedEvent, MeterReverseFlow, MeterStuckRegister,
+    ScaleAmountMismatch, ScaleRecheckShortfall, ScaleSoftwareChecksum, ScaleUnauthorizedEvent, MeterReverseFlow,
+    MeterStuckRegister,
     MeterImplausibleJump, ChargerRegisterContinuity,
 )}
 

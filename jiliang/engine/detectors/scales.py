@@ -110,3 +110,60 @@ class ScaleUnauthorizedEvent(Detector):
         return [Finding(d, sev[any(e["event"] == "seal_open" for e in events)], {"events": events[:20],
                                                                                    "count": len(events)})
                 for d, events in per.items()], state
+
+
+class ScaleRecheckShortfall(Detector):
+    """Re-weigh shortfall at the market's fair scale (公平秤复秤短秤), as a one-sided CUSUM per stall.
+
+    Each re-weigh gives the relative shortfall ``x = (claimed − actual) / actual`` in percent.  The CUSUM
+    ``S = max(0, S + x − reference_pct)`` accumulates evidence that the stall's scale shows more than the
+    goods weigh; an alarm is raised when ``S > threshold_pct``.  An honest scale's re-weighs differ only by
+    rounding (well under ``reference_pct``), so ``S`` stays at zero; a scale inflating by 5 % crosses the
+    default threshold with a single re-weigh, one inflating by 3 % within three.  Loads below
+    ``min_load_g`` (the scale's minimum capacity, 20 e) are ignored: rounding dominates there.
+    Columns (sorted by device, then time): ``device``, ``ts``, ``claimed_g``, ``actual_g``.  State: ``S``
+    and the count of re-weighs per device.
+
+    >>> import numpy as np
+    >>> b = {"device": np.array([1, 1, 2, 2]), "ts": np.arange(4.0),
+    ...      "claimed_g": np.array([505, 500, 1060, 850]), "actual_g": np.array([500, 500, 1000, 800])}
+    >>> [(f.device, f.evidence["rechecks"]) for f in ScaleRecheckShortfall().run(b, {})[0]]
+    [(2, 2)]
+    """
+
+    key = "scale.recheck_shortfall"
+    kind = "scale.recheck"
+    title_zh = "公平秤复秤短秤（疑似作弊）"
+    defaults: ClassVar[dict[str, float]] = {"reference_pct": 1.5, "threshold_pct": 2.5, "min_load_g": 100.0}
+    bounds: ClassVar[dict[str, tuple[float, float]]] = {"reference_pct": (0, 50), "threshold_pct": (0.1, 100),
+                                                        "min_load_g": (0, 100000)}
+
+    def run(self, batch: Columns, state: State) -> tuple[list[Finding], State]:
+        dev = np.asarray(batch["device"], dtype=np.int64)
+        claimed = np.asarray(batch["claimed_g"], dtype=np.float64)
+        actual = np.asarray(batch["actual_g"], dtype=np.float64)
+        usable = actual >= self.params["min_load_g"]
+        x = np.where(usable, (claimed - np.maximum(actual, 1.0)) / np.maximum(actual, 1.0) * 100.0, 0.0)
+        cusum: dict[str, list[float]] = {k: list(v) for k, v in state.get("cusum", {}).items()}
+        findings = []
+        devices, starts, ends = groups(dev)
+        for d, s, e in zip(devices, starts, ends, strict=True):
+            key = str(int(d))
+            total, count, peak = cusum.get(key, [0.0, 0.0, 0.0])
+            alarm = False
+            for i in range(s, e):
+                if not usable[i]:
+                    continue
+                total = max(0.0, total + x[i] - self.params["reference_pct"])
+                count += 1
+                peak = max(peak, total)
+                alarm = alarm or total > self.params["threshold_pct"]
+            cusum[key] = [total, count, peak]
+            if alarm:
+                used = x[s:e][usable[s:e]]
+                findings.append(Finding(int(d), "critical", {
+                    "rechecks": int(used.size), "mean_shortfall_pct": round(float(used.mean()), 3),
+                    "largest_shortfall_pct": round(float(used.max()), 3), "cusum_pct": round(total, 3),
+                    "examples": [{"claimed_g": int(claimed[i]), "actual_g": int(actual[i])}
+                                 for i in np.flatnonzero(usable[s:e])[-5:] + s]}))
+        return findings, {**state, "cusum": cusum}
