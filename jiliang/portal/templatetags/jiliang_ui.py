@@ -64,6 +64,8 @@ def field_label(model: Any, field_name: str) -> str:
 _BASE_MENU = ("analytics:dashboard", "registry:instrument_list", "registry:organization_list",
               "registry:place_list")
 _IMPORT_ROLES = frozenset({"admin", "regulator", "utility", "market_entity"})
+# Alerts are leads for an investigation: offered to the people who triage or act on them (C4).
+_ALERT_ROLES = frozenset({"admin", "regulator", "inspector"})
 
 
 @register.simple_tag(takes_context=True)
@@ -79,9 +81,12 @@ def main_menu(context: template.Context) -> list[dict[str, Any]]:
         "registry:organization_list": _("单位"),
         "registry:place_list": _("场所"),
         "registry:import": _("批量导入"),
+        "monitoring:alert_list": _("预警"),
     }
     names = list(_BASE_MENU)
     role = "admin" if user.is_superuser else str(getattr(user, "role", ""))
+    if role in _ALERT_ROLES:
+        names.append("monitoring:alert_list")
     if role in _IMPORT_ROLES:
         names.append("registry:import")
     path = request.path if request is not None else ""
