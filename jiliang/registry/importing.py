@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +130,21 @@ def _width_problem(row: int, values: dict[str, str]) -> list[Problem]:
     return []
 
 
+def row_checks(table: Table, checks: list[tuple[_RowCheck, Any]],
+               progress: Callable[[int], None] | None = None) -> Iterator[_RowCheck]:
+    """The table's rows as checks to fill in.  A row that could not even be read (a ragged CSV line, a JSON
+    value that is not an object) is recorded as rejected here and not yielded."""
+    for n, (row, values) in enumerate(table.rows):
+        if progress is not None and n % 10000 == 0:
+            progress(n)
+        chk = _RowCheck(row, values)
+        chk.problems += _width_problem(row, values)
+        if chk.problems:
+            checks.append((chk, None))
+            continue
+        yield chk
+
+
 def _finish(kind: str, table: Table, checks: list[tuple[_RowCheck, Any]], skip_invalid: bool
             ) -> tuple[ImportResult, list[Any]]:
     result = ImportResult(kind=kind)
@@ -183,12 +198,8 @@ def import_organizations(*, table: Table, actor: Any, skip_invalid: bool = False
                    .values_list("uscc", flat=True))
     seen: dict[str, int] = {}
     checks: list[tuple[_RowCheck, Any]] = []
-    for row, values in table.rows:
-        chk = _RowCheck(row, values)
-        chk.problems += _width_problem(row, values)
-        if chk.problems:
-            checks.append((chk, None))
-            continue
+    for chk in row_checks(table, checks):
+        row = chk.row
         uscc = chk.uscc("uscc")
         if uscc in existing:
             chk.fail("uscc", "an organization with this credit code is already registered")
@@ -263,12 +274,8 @@ def import_places(*, table: Table, actor: Any, skip_invalid: bool = False) -> Im
     existing = set(Place.objects.filter(key__in=keys).values_list("key", flat=True))
     seen: dict[str, int] = {}
     checks: list[tuple[_RowCheck, Any]] = []
-    for row, values in table.rows:
-        chk = _RowCheck(row, values)
-        chk.problems += _width_problem(row, values)
-        if chk.problems:
-            checks.append((chk, None))
-            continue
+    for chk in row_checks(table, checks):
+        row = chk.row
         key = chk.required("key", 64)
         if key and not _KEY_RE.match(key):
             chk.fail("key", "use letters, digits and . _ : - only")
@@ -374,14 +381,8 @@ def import_instruments(*, table: Table, actor: Any, skip_invalid: bool = False,
     seen_dev: dict[str, int] = {}
     seen_serial: dict[tuple[int, str], int] = {}
     checks: list[tuple[_RowCheck, Any]] = []
-    for n, (row, values) in enumerate(table.rows):
-        if progress is not None and n % 10000 == 0:
-            progress(n)
-        chk = _RowCheck(row, values)
-        chk.problems += _width_problem(row, values)
-        if chk.problems:
-            checks.append((chk, None))
-            continue
+    for chk in row_checks(table, checks, progress):
+        row = chk.row
         device_id = chk.required("device_id", 64)
         if device_id and not _KEY_RE.match(device_id):
             chk.fail("device_id", "use letters, digits and . _ : - only")

@@ -22,7 +22,7 @@ from jiliang.core.errors import JiliangError
 from jiliang.engine.rules import RuleError, evaluate_many, load_tables
 from jiliang.engine.validity import valid_until
 from jiliang.registry.choices import OrgKind
-from jiliang.registry.importing import ImportResult, _finish, _RowCheck, _width_problem, _write_changelog
+from jiliang.registry.importing import ImportResult, _finish, _RowCheck, _write_changelog, row_checks
 from jiliang.registry.models import Instrument, InstrumentType, Organization, OrganizationKind
 from jiliang.registry.tabular import Table, check_columns
 from jiliang.verification import policy
@@ -61,12 +61,8 @@ def import_verifications(*, table: Table, actor: Any, skip_invalid: bool = False
     seen_certs: dict[tuple[int, str], int] = {}
     today = timezone.localdate()
     checks: list[tuple[_RowCheck, Any]] = []
-    for row, values in table.rows:
-        chk = _RowCheck(row, values)
-        chk.problems += _width_problem(row, values)
-        if chk.problems:
-            checks.append((chk, None))
-            continue
+    for chk in row_checks(table, checks):
+        row = chk.row
         device = chk.required("device_id", 64)
         inst = instruments.get(device)
         if device and inst is None:
