@@ -15,7 +15,7 @@ from typing import Any
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext_noop, pgettext
 
 from jiliang.core.changelog import changes, history_for
 from jiliang.core.errors import NotFound
@@ -267,7 +267,7 @@ def _unauthorized_event(ev: Mapping[str, Any], unit: str) -> EvidenceView:
 def _reverse_flow(ev: Mapping[str, Any], unit: str) -> EvidenceView:
     return EvidenceView(facts=[
         (_("异常读数"), _num(ev["readings"])),
-        (_("最大回退量（%(unit)s）") % {"unit": unit or _("单位")},
+        (_("最大回退量（%(unit)s）") % {"unit": unit or pgettext("unit of measure", "单位")},
          _num(float(ev["largest_decrease_milli"]) / 1000, 3)),
         (_("逆流标志次数"), _num(ev.get("reverse_flags", 0))),
         (_("异常读数序号"), "、".join(str(s) for s in ev.get("seqs", [])) or "—"),
@@ -277,14 +277,15 @@ def _reverse_flow(ev: Mapping[str, Any], unit: str) -> EvidenceView:
 def _stuck_register(ev: Mapping[str, Any], unit: str) -> EvidenceView:
     return EvidenceView(facts=[
         (_("读数未变化（小时）"), _num(ev["hours_unchanged"], 1)),
-        (_("停走读数（%(unit)s）") % {"unit": unit or _("单位")}, _num(float(ev["register_milli"]) / 1000, 3)),
+        (_("停走读数（%(unit)s）") % {"unit": unit or pgettext("unit of measure", "单位")},
+         _num(float(ev["register_milli"]) / 1000, 3)),
         (_("同一场所的其他表计"), _num(ev.get("neighbours", 0))),
         (_("其中正常走字的比例"), f"{float(ev.get('neighbours_consuming_share', 0)) * 100:.1f}%"),
     ])
 
 
 def _implausible_jump(ev: Mapping[str, Any], unit: str) -> EvidenceView:
-    per_hour = _("%(unit)s/小时") % {"unit": unit or _("单位")}
+    per_hour = _("%(unit)s/小时") % {"unit": unit or pgettext("unit of measure", "单位")}
     return EvidenceView(facts=[
         (_("异常跳变次数"), _num(ev["jumps"])),
         (_("最大用量速率（%(unit)s）") % {"unit": per_hour}, _num(float(ev["largest_rate_milli_per_h"]) / 1000, 3)),
@@ -412,7 +413,7 @@ def _series(name: str, role: str, kind: str, data: list[list[Any]]) -> dict[str,
 
 
 def _meter_telemetry(alert: Alert, flagged: set[int]) -> Telemetry:
-    unit = meter_unit(alert.device.instrument_type_id) or _("单位")
+    unit = meter_unit(alert.device.instrument_type_id) or pgettext("unit of measure", "单位")
     rows = _around(MeterReading.objects.filter(device_id=alert.device_id), min(flagged) if flagged else None,
                    ("seq", "ts", "register_milli", "flags"))
     if alert.detector == "meter.stuck_register":
