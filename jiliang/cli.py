@@ -250,6 +250,43 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """MQTT ingestion and the periodic detector run, until interrupted (SIGINT/SIGTERM)."""
+    import signal
+    import threading
+
+    from jiliang.monitoring.detection import run_detectors
+    from jiliang.monitoring.mqtt import MqttIngestor
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def on_batch(report: Any) -> None:
+        print(f"batch stored: {report.accepted} accepted, {report.duplicates} duplicates, "
+              f"{report.rejected} rejected", flush=True)
+
+    def detect() -> None:
+        r = run_detectors()
+        opened = sum(d.opened for d in r.detectors)
+        if r.rows:
+            print(f"detectors: {r.rows} records analysed, {opened} alerts opened", flush=True)
+
+    ingestor = MqttIngestor(host=args.mqtt_host, port=args.mqtt_port, topic=args.topic, client_id=args.client_id,
+                            batch_size=args.batch_size, on_batch=on_batch)
+    print(f"jiliang worker: MQTT {args.mqtt_host}:{args.mqtt_port} topic {args.topic} (client {args.client_id}); "
+          f"detectors every {args.detect_every:g} s", flush=True)
+    try:
+        stats = ingestor.run(stop, every=detect, every_s=args.detect_every,
+                             on_ready=lambda: print("subscribed", flush=True))
+    except OSError as exc:
+        return _fail(f"cannot reach the MQTT broker at {args.mqtt_host}:{args.mqtt_port}: {exc}")
+    detect()
+    print(f"stopped: {stats.messages} messages, {stats.accepted} records stored, {stats.duplicates} duplicates, "
+          f"{stats.rejected} rejected", flush=True)
+    return 0
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from jiliang.monitoring.detection import run_detectors
 
@@ -347,6 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
                          "processed (even with rejected lines), 2 when it cannot be read.")
     ing.add_argument("file", help="an NDJSON file (.ndjson or .gz), or - for standard input")
     ing.set_defaults(func=cmd_ingest)
+
+    wk = sub.add_parser("worker", help="stream consumers and scheduled jobs (MQTT ingestion, detectors)",
+                        description="Subscribe to telemetry on MQTT (topic jiliang/v1/<kind>/<device>, QoS 1, "
+                        "acknowledged only after the records are stored) and run the detectors periodically, "
+                        "until interrupted.")
+    wk.add_argument("--mqtt-host", default="127.0.0.1")
+    wk.add_argument("--mqtt-port", type=int, default=1883)
+    wk.add_argument("--topic", default="jiliang/v1/#", help="subscription filter (default jiliang/v1/#)")
+    wk.add_argument("--client-id", default="jiliang-worker", help="stable id: the broker keeps its session")
+    wk.add_argument("--batch-size", type=int, default=5000)
+    wk.add_argument("--detect-every", type=float, default=60.0, help="seconds between detector runs")
+    wk.set_defaults(func=cmd_worker)
 
     det = sub.add_parser("detect", help="run the detectors over telemetry not yet analysed",
                          description="Run every enabled detector over the records stored since its last run; "
