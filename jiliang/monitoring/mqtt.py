@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from jiliang.monitoring.ingest import IngestReport, ingest_lines, registry_snapshot
 
@@ -45,7 +46,7 @@ class MqttIngestor:
         self._pending: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                                   manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -73,7 +74,7 @@ class MqttIngestor:
     def process(self, messages: list[mqtt.MQTTMessage], snapshot: Any) -> None:
         lines: list[bytes] = []
         for m in messages:
-            lines.extend(line for line in m.payload.splitlines() if line.strip())
+            lines.extend(bytes(line) for line in m.payload.splitlines() if line.strip())
         report = ingest_lines(lines, source="mqtt", snapshot=snapshot)  # commits before we acknowledge
         for m in messages:
             self.client.ack(m.mid, m.qos)
