@@ -157,11 +157,29 @@ def cmd_sampling_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_draw_verify(args: argparse.Namespace) -> int:
-    """Check a published draw bundle offline: no database, no settings, only the file."""
+    """Check a published draw bundle: offline from a file (no database, no settings), or by plan id from
+    this platform's database."""
     import orjson
 
     from jiliang.engine.draw import verify
 
+    if args.bundle != "-" and not Path(args.bundle).exists() and args.bundle.isdigit():
+        _setup()
+        ensure_migrated()
+        from jiliang.core.errors import JiliangError
+        from jiliang.supervision.models import InspectionPlan
+        from jiliang.supervision.services import plan_bundle
+
+        plan = InspectionPlan.objects.filter(pk=int(args.bundle)).first()
+        if plan is None:
+            return _fail(f"no plan {args.bundle}")
+        try:
+            doc = plan_bundle(plan)
+        except JiliangError as exc:
+            return _fail(exc.message)
+        result = verify(doc)
+        print(f"{doc['plan']}: " + ("verified" if result.ok else "NOT verified: " + "; ".join(result.problems)))
+        return 0 if result.ok else 1
     try:
         doc = orjson.loads(_read_input(args.bundle))
     except FileNotFoundError as exc:
@@ -266,11 +284,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"batch stored: {report.accepted} accepted, {report.duplicates} duplicates, "
               f"{report.rejected} rejected", flush=True)
 
+    regraded_on: list[Any] = [None]
+
     def detect() -> None:
         r = run_detectors()
         opened = sum(d.opened for d in r.detectors)
         if r.rows:
             print(f"detectors: {r.rows} records analysed, {opened} alerts opened", flush=True)
+        from django.utils import timezone
+
+        today = timezone.localdate()
+        if regraded_on[0] != today:  # the nightly job: regrade the whole city's credit once a day
+            from jiliang.accounts.models import SystemPrincipal
+            from jiliang.supervision.services import credit_regrade
+
+            report = credit_regrade(actor=SystemPrincipal("system:worker"))
+            regraded_on[0] = today
+            print(f"credit regraded: {report.entities} entities, {report.changed} changed", flush=True)
 
     ingestor = MqttIngestor(host=args.mqtt_host, port=args.mqtt_port, topic=args.topic, client_id=args.client_id,
                             batch_size=args.batch_size, on_batch=on_batch)
@@ -328,6 +358,16 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         for r in data:
             flag = "EXCEEDS MPE" if r["exceeds_mpe"] else ""
             print(f"{r['device']}\t{r['error_pct']:+.2f} % ± {r['ci95_pct']:.2f}\t{r['sessions']} sessions\t{flag}")
+    return 0
+
+
+def cmd_credit(args: argparse.Namespace) -> int:
+    from jiliang.accounts.models import SystemPrincipal
+    from jiliang.supervision.services import credit_regrade
+
+    r = credit_regrade(actor=SystemPrincipal())
+    grades = ", ".join(f"{k} {v}" for k, v in r.by_grade.items())
+    print(f"{r.entities} entities graded ({grades}); {r.changed} grades changed")
     return 0
 
 
@@ -440,8 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Recompute the frame hash, the seed commitment, the seed and the targets of "
                          "a published draw from the bundle alone (no database). Exit 0 when it reproduces, 1 when "
                          "not, 2 on bad input.")
-    dv.add_argument("bundle", help="the published bundle (.json), or - for standard input")
+    dv.add_argument("bundle", help="the published bundle (.json), - for standard input, or a plan id")
     dv.set_defaults(func=cmd_draw_verify, needs_db=False)
+
+    cr = sub.add_parser("credit", help="credit grades (计量信用): regrade every entity from its events")
+    csub = cr.add_subparsers(dest="action", metavar="ACTION", required=True)
+    crg = csub.add_parser("regrade", help="score and grade every market-facing entity (logged)")
+    crg.set_defaults(func=cmd_credit)
 
     tk = sub.add_parser("token", help="API tokens for machine clients (create, list, revoke)",
                         description="Tokens are shown once at creation and stored as SHA-256 digests.")

@@ -79,6 +79,11 @@ def _routers() -> None:
     from jiliang.monitoring.api import router as monitoring_router
 
     api.add_router("/v1/", monitoring_router)
+    from jiliang.supervision.api import public_router as supervision_public
+    from jiliang.supervision.api import router as supervision_router
+
+    api.add_router("/v1/", supervision_router)
+    api.add_router("/v1/", supervision_public)
 
 
 _routers()

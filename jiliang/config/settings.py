@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "jiliang.accounts",
     "jiliang.verification",
     "jiliang.monitoring",
+    "jiliang.supervision",
     "jiliang.portal",
     "jiliang.analytics",
 ]

@@ -15,7 +15,7 @@ from jiliang.core.context import current_request_id
 from jiliang.core.models import ChangeLog
 
 # Fields never copied into the log (secrets); personal data is masked by the model's own snapshot.
-_NEVER_LOGGED = {"password", "token_hash", "qr_token"}
+_NEVER_LOGGED = {"password", "token_hash", "qr_token", "secret_hex"}
 
 
 def _jsonable(value: Any) -> Any:

@@ -226,6 +226,11 @@ def alert_decide(*, actor: Any, alert_id: int, status: str, reason: str = "") ->
     a.updated_at = timezone.now()
     a.save(update_fields=["status", "decision_reason", "decided_by", "updated_at"])
     log_change(actor=actor, obj=a, action="update", before=before)
+    if status == "confirmed":  # a confirmed alert enters the owner's credit file (C4 feeds C6)
+        from jiliang.supervision.services import credit_event_record
+
+        credit_event_record(actor=actor, entity_id=a.owner_id, kind="alert_confirmed",
+                            occurred_on=timezone.localdate(), source=f"alert:{a.pk}", note=a.detector)
     return a
 
 

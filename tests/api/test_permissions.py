@@ -416,6 +416,128 @@ def _public_verify(w: World, c: dict[str, Client]) -> None:
         assert r.status_code == 200 and r.json()["valid"] is True and r.json()["certificate"]["number"] == cert.number
 
 
+def _graded(w: World) -> None:
+    from jiliang.supervision.services import credit_regrade
+
+    credit_regrade(actor=w.users["admin"])
+
+
+def _entity_ids(resp: Any) -> set[int]:
+    assert resp.status_code == 200, resp.content
+    return {row["entity_id"] for row in resp.json()["items"]}
+
+
+CREDIT_REGION_VIEWERS = {"admin", "city_regulator", "futian_regulator", "futian_inspector"}
+
+
+@case("get", "/api/v1/credit/grades")
+def _credit_grades(w: World, c: dict[str, Client]) -> None:
+    _graded(w)
+    graded = w.org_ids("mo_f", "stall_f", "mo_n", "stall_n", "water")
+    expected = {"admin": graded, "city_regulator": graded,
+                "futian_regulator": w.org_ids("mo_f", "stall_f"), "futian_inspector": w.org_ids("mo_f", "stall_f"),
+                "water_user": w.org_ids("water"), "stall_f_user": w.org_ids("stall_f")}
+    for name in ALL_USERS:
+        assert _entity_ids(c[name].get("/api/v1/credit/grades")) == expected.get(name, set()), name
+
+
+@case("get", "/api/v1/credit/entities/{org_id}")
+def _credit_file(w: World, c: dict[str, Client]) -> None:
+    _graded(w)
+    for name in ALL_USERS:
+        r = c[name].get(f"/api/v1/credit/entities/{w.orgs['stall_f'].pk}")
+        ok = name in CREDIT_REGION_VIEWERS or name == "stall_f_user"
+        assert r.status_code == (200 if ok else 404), (name, r.content)
+
+
+def _new_plan(w: World, region: str = "440304", by: str = "admin") -> Any:
+    import datetime as dt
+
+    from jiliang.supervision.services import plan_create
+
+    today = dt.date.today()
+    return plan_create(actor=w.users[by], name=f"plan {region}", region_code=region, period_start=today,
+                       period_end=today, instrument_types=["scale"], shares={"B": 1.0})
+
+
+PLAN_VIEWERS = {"admin", "city_regulator", "futian_regulator", "futian_inspector"}
+PLAN_RUNNERS = {"admin", "city_regulator", "futian_regulator"}
+
+
+@case("get", "/api/v1/plans")
+def _plans(w: World, c: dict[str, Client]) -> None:
+    city, futian = _new_plan(w, "440300"), _new_plan(w, "440304")
+    expected = {"admin": {city.pk, futian.pk}, "city_regulator": {city.pk, futian.pk},
+                "futian_regulator": {futian.pk}, "futian_inspector": {futian.pk}}
+    for name in ALL_USERS:
+        assert ids(c[name].get("/api/v1/plans")) == expected.get(name, set()), name
+
+
+@case("get", "/api/v1/plans/{plan_id}")
+def _plan_get(w: World, c: dict[str, Client]) -> None:
+    p = _new_plan(w)
+    for name in ALL_USERS:
+        assert c[name].get(f"/api/v1/plans/{p.pk}").status_code == (200 if name in PLAN_VIEWERS else 404), name
+
+
+@case("post", "/api/v1/plans")
+def _plan_create(w: World, c: dict[str, Client]) -> None:
+    import datetime as dt
+
+    today = dt.date.today().isoformat()
+    for name in ALL_USERS:
+        r = c[name].post("/api/v1/plans", {"name": f"by {name}", "region_code": "440304", "period_start": today,
+                                           "period_end": today, "instrument_types": ["scale"]},
+                         content_type="application/json")
+        assert (r.status_code == 201) == (name in PLAN_RUNNERS), (name, r.content)
+        if name not in PLAN_RUNNERS:
+            assert r.status_code == 403
+
+
+def _plan_step(w: World, c: dict[str, Client], step: str) -> None:
+    from jiliang.supervision.services import plan_commit, plan_draw
+
+    for name in ALL_USERS:
+        p = _new_plan(w)
+        if step in ("draw", "publish"):
+            plan_commit(actor=w.users["admin"], plan_id=p.pk)
+        if step == "publish":
+            plan_draw(actor=w.users["admin"], plan_id=p.pk, beacon="b")
+        r = c[name].post(f"/api/v1/plans/{p.pk}/{step}", {"beacon": "beacon-x"}, content_type="application/json")
+        want = 200 if name in PLAN_RUNNERS else (403 if name in PLAN_VIEWERS else 404)
+        assert r.status_code == want, (name, step, r.content)
+
+
+@case("post", "/api/v1/plans/{plan_id}/commit")
+def _plan_commit(w: World, c: dict[str, Client]) -> None:
+    _plan_step(w, c, "commit")
+
+
+@case("post", "/api/v1/plans/{plan_id}/draw")
+def _plan_draw(w: World, c: dict[str, Client]) -> None:
+    _plan_step(w, c, "draw")
+
+
+@case("post", "/api/v1/plans/{plan_id}/publish")
+def _plan_publish(w: World, c: dict[str, Client]) -> None:
+    _plan_step(w, c, "publish")
+
+
+@case("get", "/api/v1/public/plans/{plan_id}/bundle")
+def _plan_bundle(w: World, c: dict[str, Client]) -> None:
+    from jiliang.supervision.services import plan_commit, plan_draw, plan_publish
+
+    p = _new_plan(w)
+    assert Client().get(f"/api/v1/public/plans/{p.pk}/bundle").status_code == 404  # not published: not public
+    plan_commit(actor=w.users["admin"], plan_id=p.pk)
+    plan_draw(actor=w.users["admin"], plan_id=p.pk, beacon="b")
+    assert Client().get(f"/api/v1/public/plans/{p.pk}/bundle").status_code == 404
+    plan_publish(actor=w.users["admin"], plan_id=p.pk)
+    for name in [*ALL_USERS, "anonymous"]:
+        client = c.get(name) or Client()
+        assert client.get(f"/api/v1/public/plans/{p.pk}/bundle").status_code == 200, name
+
+
 # -------------------------------------------------------------------------------------------------- the tests
 
 def _operations() -> set[tuple[str, str]]:
@@ -448,7 +570,7 @@ def test_operation_scope_for_every_role(op: tuple[str, str], world: World, clien
 # Operations that are public by design (no sign-in): the certificate check a phone or anyone makes, and the
 # keys and revocation list an offline checker needs.  Their cases above check the anonymous answer.
 PUBLIC_OPERATIONS = {("get", "/api/v1/public/keys"), ("get", "/api/v1/public/certificates/revoked"),
-                     ("post", "/api/v1/public/certificates/verify")}
+                     ("post", "/api/v1/public/certificates/verify"), ("get", "/api/v1/public/plans/{plan_id}/bundle")}
 
 
 @pytest.mark.parametrize("op", sorted(CASES), ids=lambda op: f"{op[0].upper()} {op[1]}")
@@ -457,11 +579,12 @@ def test_anonymous_gets_401_everywhere(op: tuple[str, str], world: World) -> Non
     url = path.replace("{org_id}", str(world.orgs["stall_f"].pk)).replace(
         "{place_id}", str(world.places["P_F"].pk)).replace("{instrument_id}", str(world.instruments["I_F"].pk)).replace(
         "{kind}", "instruments").replace("{verification_id}", str(world.verifications["V_F"].pk)).replace(
-        "{alert_id}", "1").replace("{certificate_id}", "1")
+        "{alert_id}", "1").replace("{certificate_id}", "1").replace("{plan_id}", "1")
     data = json.dumps({}) if method != "get" else None
     r = getattr(Client(), method)(url, content_type="application/json", data=data)
-    if op in PUBLIC_OPERATIONS:  # reachable without sign-in (an empty body is refused as invalid, not as 401)
-        assert r.status_code in (200, 422), (op, r.status_code)
+    if op in PUBLIC_OPERATIONS:  # reachable without sign-in (an empty body is refused as invalid, not as 401;
+        # a plan that is not published is simply not found)
+        assert r.status_code in (200, 404, 422), (op, r.status_code)
         return
     assert r.status_code == 401, (op, r.status_code)
     assert r.json()["error"]["code"] == "unauthenticated"
