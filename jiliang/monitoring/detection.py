@@ -43,7 +43,7 @@ SOURCES: dict[str, tuple[Any, tuple[str, ...], str]] = {
     "scale.recheck": (ScaleRecheck, ("id", "device_id", "ts", "claimed_g", "actual_g"), "ts"),
     "meter.reading": (MeterReading, ("id", "device_id", "ts", "seq", "register_milli", "flags"), "ts"),
     "charger.session": (ChargerSession, ("id", "device_id", "start_ts", "seq", "meter_start_wh", "meter_end_wh",
-                                         "energy_wh"), "start_ts"),
+                                         "energy_wh", "ocmf"), "start_ts"),
 }
 CHUNK = 500_000
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -131,7 +131,14 @@ def _capacity(batch: dict[str, npt.NDArray[Any]]) -> None:
     batch["max_rate_milli_per_h"] = np.array([caps.get(int(d), 13800.0) for d in batch["device"]])
 
 
+def _public_key(batch: dict[str, npt.NDArray[Any]]) -> None:
+    keys = dict(Instrument.objects.filter(pk__in=np.unique(batch["device"]).tolist())
+                .values_list("id", "public_key_hex"))
+    batch["public_key"] = np.array([keys.get(int(d), "") for d in batch["device"]], dtype=object)
+
+
 EXTRAS: dict[str, Callable[[dict[str, npt.NDArray[Any]]], None]] = {
+    "charger.ocmf_signature": _public_key,
     "scale.software_checksum": _filed_hash,
     "scale.unauthorized_event": _verification_distance,
     "meter.stuck_register": _place,

@@ -42,6 +42,7 @@ DETECTOR_TITLES = (
     gettext_noop("表计停走（邻户正常用量）"),
     gettext_noop("读数异常跳变"),
     gettext_noop("充电桩电能读数不连续"),
+    gettext_noop("充电桩签名计量数据校验失败"),
 )
 
 # Badge tones (CSS classes badge-* in static/jiliang/app.css).

@@ -60,6 +60,8 @@ def sample(kind: str, n: int = 300, seed: int = 3) -> dict[str, np.ndarray]:
         b["meter_start_wh"] = start.astype(np.int64) - (rng.random(n) < 0.03) * 500
         b["meter_end_wh"] = b["meter_start_wh"] + energy
         b["energy_wh"] = energy + (rng.random(n) < 0.03) * 100
+        b["ocmf"] = np.array([""] * n, dtype=object)
+        b["public_key"] = np.array([""] * n, dtype=object)
     return b
 
 

@@ -9,7 +9,7 @@ registry ``REGISTRY`` maps keys to classes; ``docs`` in each class docstring has
 from __future__ import annotations
 
 from jiliang.engine.detectors.base import Detector, DetectorParamsError, Finding
-from jiliang.engine.detectors.chargers import ChargerRegisterContinuity
+from jiliang.engine.detectors.chargers import ChargerOcmfSignature, ChargerRegisterContinuity
 from jiliang.engine.detectors.meters import MeterImplausibleJump, MeterReverseFlow, MeterStuckRegister
 from jiliang.engine.detectors.scales import (
     ScaleAmountMismatch,
@@ -21,7 +21,7 @@ from jiliang.engine.detectors.scales import (
 REGISTRY: dict[str, type[Detector]] = {d.key: d for d in (
     ScaleAmountMismatch, ScaleRecheckShortfall, ScaleSoftwareChecksum, ScaleUnauthorizedEvent, MeterReverseFlow,
     MeterStuckRegister,
-    MeterImplausibleJump, ChargerRegisterContinuity,
+    MeterImplausibleJump, ChargerRegisterContinuity, ChargerOcmfSignature,
 )}
 
 __all__ = ["REGISTRY", "Detector", "DetectorParamsError", "Finding"]

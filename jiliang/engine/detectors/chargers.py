@@ -57,3 +57,27 @@ class ChargerRegisterContinuity(Detector):
                 findings.append(Finding(int(d), "critical", {"problems": problems}))
             last[str(int(d))] = float(end[e - 1])
         return findings, {**state, "last_end": last}
+
+
+class ChargerOcmfSignature(Detector):
+    """A session's OCMF signed meter values do not verify against the charger's registered public key
+    (签名数据校验失败), or the charger has no key registered.  Columns: ``device``, ``seq``, ``ocmf``,
+    ``public_key`` (the registry's ``public_key_hex``; '' when none).  Sessions without OCMF are skipped."""
+
+    key = "charger.ocmf_signature"
+    kind = "charger.session"
+    title_zh = "充电桩签名计量数据校验失败"
+
+    def run(self, batch: Columns, state: State) -> tuple[list[Finding], State]:
+        from jiliang.engine.ocmf import verify_ocmf
+
+        per: dict[int, list[dict[str, object]]] = {}
+        for i in range(len(batch["device"])):
+            data = str(batch["ocmf"][i] or "")
+            if not data:
+                continue
+            key = str(batch["public_key"][i] or "")
+            reason = "no public key is registered for this charger" if not key else verify_ocmf(data, key).reason
+            if reason:
+                per.setdefault(int(batch["device"][i]), []).append({"seq": int(batch["seq"][i]), "reason": reason})
+        return [Finding(d, "critical", {"sessions": len(v), "failures": v[:10]}) for d, v in per.items()], state
