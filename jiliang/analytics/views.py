@@ -13,5 +13,14 @@ from jiliang.portal.templatetags.jiliang_ui import is_english
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     """``/``: instrument counts by type, status and district, and the instruments due for rotation."""
+    from jiliang.accounts.roles import Scope
+    from jiliang.monitoring.models import Alert
+    from jiliang.monitoring.policy import alert_q
+
     summary = dashboard_summary(principal=request.user, english=is_english())
-    return render(request, "analytics/dashboard.html", {"summary": summary, "chart_data": summary.chart_data()})
+    scope = Scope.of(request.user)
+    handles_alerts = scope.is_admin or alert_q(scope, "view") is not None
+    open_alerts = (Alert.objects.restrict(request.user, "view").filter(status__in=Alert.OPEN).count()
+                   if handles_alerts else None)
+    return render(request, "analytics/dashboard.html", {"summary": summary, "chart_data": summary.chart_data(),
+                                                        "open_alerts": open_alerts})

@@ -136,9 +136,15 @@ def _history(obj: models.Model) -> list[HistoryEntry]:
 @scoped
 def instrument_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """``/instruments/<id>/``: every filed field, owner, place, model, change history, public page, label."""
+    from jiliang.verification.selectors import public_latest_verification, verification_list
+
     instrument = selectors.instrument_get(principal=request.user, pk=pk)
     public_url = reverse("portal:instrument", args=[instrument.qr_token])
+    verifications = list(verification_list(principal=request.user, instrument_id=instrument.pk)
+                         .select_related("institution", "certificate")[:10])
     return render(request, "registry/instrument_detail.html", {
+        "latest": public_latest_verification(instrument),
+        "verifications": verifications,
         "instrument": instrument,
         "type_name": localized_name(instrument.instrument_type.name_zh, instrument.instrument_type.name_en),
         "public_url": public_url,

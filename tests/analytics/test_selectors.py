@@ -82,3 +82,22 @@ def test_recorded_validity_counts_for_every_type_and_overrides_the_install_date(
     # a water meter verified again with a validity far ahead no longer counts by its install date
     Instrument.objects.filter(pk=reg.water_ft.pk).update(valid_until=today + dt.timedelta(days=900))
     assert "water_meter" not in due_soon(principal=admin, today=today, horizon_days=30).by_type
+
+
+def test_dashboard_shows_open_alerts_only_to_those_who_handle_them(reg: Registry) -> None:
+    from django.test import Client
+
+    from jiliang.monitoring.detection import run_detectors
+    from jiliang.monitoring.ingest import ingest_lines
+
+    scale = reg.scale_ft.device_id
+    line = (f'{{"kind":"scale.txn","device":"{scale}","ts":"2026-11-01T08:00:00+08:00","seq":1,"net_g":1000,'
+            '"tare_g":0,"unit_price_fen_per_kg":1500,"amount_fen":1800}')
+    ingest_lines([line.encode()], source="t")
+    run_detectors()
+    c = Client()
+    c.force_login(reg.users["futian"])
+    html = c.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert 'id="stat-alerts">1<' in html
+    c.force_login(reg.users["market"])
+    assert 'id="stat-alerts"' not in c.get("/").content.decode()

@@ -51,3 +51,19 @@ def test_failed_verification_shows_non_conforming_without_validity(world: World)
                         institution_uscc=world.orgs["inst"].uscc, points=[{"load_g": 15000, "error_g": 9}])
     html = page(world)
     assert "不合格" in html and 'id="overdue"' not in html
+
+
+def test_instrument_detail_lists_verifications_and_certificates(world: World) -> None:
+    from jiliang.verification.certificates import certificate_issue
+
+    v = verification_record(actor=SystemPrincipal(), device_id="SC-F-1", kind="periodic",
+                            date=(dt.date.today() - dt.timedelta(days=10)).isoformat(),
+                            institution_uscc=world.orgs["inst"].uscc, points=[{"load_g": 100, "error_g": 1}])
+    cert = certificate_issue(actor=world.users["admin"], verification_id=v.pk)
+    c = Client()
+    c.force_login(world.users["futian_regulator"])
+    html = c.get(f"/instruments/{world.instruments['I_F'].pk}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert 'id="verifications"' in html and cert.number in html and f"/api/v1/certificates/{cert.pk}/pdf" in html
+    assert "福田区计量检定所" in html
+    pdf = c.get(f"/api/v1/certificates/{cert.pk}/pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
