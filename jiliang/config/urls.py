@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("jiliang.registry.urls")),
     path("", include("jiliang.analytics.urls")),
     path("", include("jiliang.monitoring.urls")),
+    path("", include("jiliang.supervision.urls")),
 ]
