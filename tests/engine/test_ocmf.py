@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
 from jiliang.engine.ocmf import verify_ocmf
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "ocmf"
-if not DATA.is_dir():
-    if os.environ.get("CI"):
-        raise RuntimeError(f"the shared test data is missing: {DATA}")
-    pytest.skip(f"shared test data not found at {DATA}", allow_module_level=True)
+from tests.shared_data import testdata
 
 
 def records(name: str) -> list[tuple[str, str]]:
-    root = ET.parse(DATA / name).getroot()  # noqa: S314 (the project's own test data)
+    root = ET.parse(testdata("ocmf", name)).getroot()  # noqa: S314 (the project's own test data)
     return [(v.findtext("signedData") or "", v.findtext("publicKey") or "") for v in root.findall("value")]
 
 

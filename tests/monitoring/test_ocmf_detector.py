@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
@@ -12,16 +11,14 @@ from jiliang.monitoring.detection import run_detectors
 from jiliang.monitoring.ingest import ingest_lines
 from jiliang.monitoring.models import Alert
 from jiliang.registry.models import Instrument, InstrumentModel, Place
+from tests.shared_data import testdata
 from tests.world import World
 
 pytestmark = pytest.mark.django_db
-DATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "ocmf"
 
 
 def _record(name: str) -> tuple[str, str]:
-    if not DATA.is_dir():
-        pytest.skip(f"shared test data not found at {DATA}")
-    v = ET.parse(DATA / name).getroot().find("value")  # noqa: S314 (the project's own test data)
+    v = ET.parse(testdata("ocmf", name)).getroot().find("value")  # noqa: S314 (the project's own test data)
     assert v is not None
     return (v.findtext("signedData") or "").strip(), "".join((v.findtext("publicKey") or "").split())
 
