@@ -66,6 +66,8 @@ _BASE_MENU = ("analytics:dashboard", "registry:instrument_list", "registry:organ
 _IMPORT_ROLES = frozenset({"admin", "regulator", "utility", "market_entity"})
 # Alerts are leads for an investigation: offered to the people who triage or act on them (C4).
 _ALERT_ROLES = frozenset({"admin", "regulator", "inspector"})
+# Inspection plans (双随机): regulators run them, inspectors carry them out (C6).
+_PLAN_ROLES = frozenset({"admin", "regulator", "inspector"})
 
 
 @register.simple_tag(takes_context=True)
@@ -82,11 +84,14 @@ def main_menu(context: template.Context) -> list[dict[str, Any]]:
         "registry:place_list": _("场所"),
         "registry:import": _("批量导入"),
         "monitoring:alert_list": _("预警"),
+        "supervision:plan_list": _("抽查计划"),
     }
     names = list(_BASE_MENU)
     role = "admin" if user.is_superuser else str(getattr(user, "role", ""))
     if role in _ALERT_ROLES:
         names.append("monitoring:alert_list")
+    if role in _PLAN_ROLES:
+        names.append("supervision:plan_list")
     if role in _IMPORT_ROLES:
         names.append("registry:import")
     path = request.path if request is not None else ""

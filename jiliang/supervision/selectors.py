@@ -1,0 +1,249 @@
+"""Reads for the inspection-plan pages (双随机、一公开), always through the restricted querysets.
+
+A plan is seen by the people :mod:`jiliang.supervision.policy` lets see it; a published plan is also public.
+The draw's secret (``secret_hex``) and the seed derived from it leave this module only through
+:func:`plan_publication`, which returns nothing before the plan is published.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Func, IntegerField, QuerySet
+from django.utils.translation import gettext as _
+
+from jiliang.accounts.roles import Role, Scope
+from jiliang.core.errors import NotFound
+from jiliang.engine.credit import GRADES
+from jiliang.portal.templatetags.jiliang_ui import localized_name
+from jiliang.registry.models import InstrumentType, Organization, Region
+from jiliang.supervision.models import InspectionPlan
+
+Status = InspectionPlan.Status
+# The lifecycle in order, with the timestamp field that records when each step was reached.
+LIFECYCLE: tuple[tuple[str, str], ...] = (
+    (Status.DRAFT, "created_at"),
+    (Status.COMMITTED, "committed_at"),
+    (Status.DRAWN, "drawn_at"),
+    (Status.PUBLISHED, "published_at"),
+)
+# Badge tone per plan status and per credit grade (CSS classes in static/jiliang/app.css).
+STATUS_TONE: dict[str, str] = {Status.DRAFT: "neutral", Status.COMMITTED: "info", Status.DRAWN: "warn",
+                               Status.PUBLISHED: "ok"}
+GRADE_TONE: dict[str, str] = {"A": "ok", "B": "info", "C": "warn", "D": "danger"}
+
+
+class JSONArrayLength(Func):
+    """The length of a JSON array column, computed by the database (no need to load a large frame)."""
+
+    function = "JSON_ARRAY_LENGTH"
+    output_field = IntegerField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, function="JSONB_ARRAY_LENGTH", **extra)
+
+    def as_mysql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, function="JSON_LENGTH", **extra)
+
+
+# ------------------------------------------------------------------------------------------ who may do what
+
+def may_create_plan(*, principal: Any) -> bool:
+    """Administrators and regulators with a region create plans (the service checks the region again)."""
+    scope = Scope.of(principal)
+    return scope.is_admin or (scope.role == Role.REGULATOR and bool(scope.region_prefix))
+
+
+def may_change_plan(*, principal: Any, plan_id: int) -> bool:
+    """Whether the central policy lets ``principal`` run this plan's lifecycle (commit, draw, publish)."""
+    return InspectionPlan.objects.restrict(principal, "change").filter(pk=plan_id).exists()
+
+
+def plan_region_choices(*, principal: Any) -> list[Region]:
+    """Regions a plan may cover for this person: its own region and the districts in it (all for an admin)."""
+    scope = Scope.of(principal)
+    qs = Region.objects.order_by("code")
+    if scope.is_admin:
+        return list(qs)
+    if scope.role != Role.REGULATOR or not scope.region_prefix:
+        return []
+    return list(qs.filter(code__startswith=scope.region_prefix))
+
+
+def instrument_type_choices() -> list[InstrumentType]:
+    """The mandatory-control catalogue is public reference data."""
+    return list(InstrumentType.objects.order_by("key"))
+
+
+# ------------------------------------------------------------------------------------------ plans
+
+def plan_list(*, principal: Any) -> QuerySet[InspectionPlan]:
+    """Plans in the person's scope, newest first, with ``frame_size`` and ``drawn_count`` computed by the
+    database; the frame, the targets and the secret are not loaded."""
+    return (InspectionPlan.objects.restrict(principal, "view").select_related("region")
+            .defer("frame", "selected", "secret_hex", "seed_hex")
+            .annotate(frame_size=JSONArrayLength("frame"), drawn_count=JSONArrayLength("selected"))
+            .order_by("-created_at", "-id"))
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """A plan as the list shows it, with its status badge tone."""
+
+    plan: InspectionPlan
+    tone: str
+
+
+def plan_rows(plans: Iterable[InspectionPlan]) -> list[PlanRow]:
+    """The list's rows (no query: the sizes are annotated by :func:`plan_list`)."""
+    return [PlanRow(plan=p, tone=STATUS_TONE.get(p.status, "neutral")) for p in plans]
+
+
+def plan_get(*, principal: Any, pk: int) -> InspectionPlan:
+    """One plan in the person's scope, or :class:`NotFound`."""
+    plan = InspectionPlan.objects.restrict(principal, "view").select_related("region").filter(pk=pk).first()
+    if plan is None:
+        raise NotFound(f"plan {pk} not found")
+    return plan
+
+
+def public_plan_get(*, pk: int) -> InspectionPlan:
+    """A published plan, for anyone (一公开); :class:`NotFound` before publication."""
+    plan = (InspectionPlan.objects.select_related("region")
+            .filter(pk=pk, status=Status.PUBLISHED).first())
+    if plan is None:
+        raise NotFound(f"no published plan {pk}")
+    return plan
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the lifecycle as the detail page shows it."""
+
+    number: int
+    status: str
+    label: str
+    state: str  # "done", "current" or "todo"
+    at: dt.datetime | None
+
+
+def plan_steps(plan: InspectionPlan) -> list[Step]:
+    """草稿 → 已承诺 → 已抽取 → 已公开: the steps reached (with when) and the ones still to come."""
+    labels = dict(Status.choices)
+    reached = [s for s, _f in LIFECYCLE].index(plan.status)
+    steps = []
+    for i, (status, field) in enumerate(LIFECYCLE):
+        state = "current" if i == reached else ("done" if i < reached else "todo")
+        steps.append(Step(number=i + 1, status=status, label=str(labels[status]), state=state,
+                          at=getattr(plan, field) if i <= reached else None))
+    return steps
+
+
+@dataclass(frozen=True)
+class FrameRow:
+    """One entity of a frozen frame: its credit code, registered name, grade, weight and whether drawn."""
+
+    uscc: str
+    name: str
+    grade: str
+    weight: float
+    drawn: bool
+
+    @property
+    def grade_tone(self) -> str:
+        return GRADE_TONE.get(self.grade, "neutral")
+
+
+def _names(usccs: Iterable[str]) -> dict[str, str]:
+    """Registered names by credit code, in one query (names of market entities are public under 一公开)."""
+    wanted = list(dict.fromkeys(usccs))
+    return dict(Organization.objects.filter(uscc__in=wanted).values_list("uscc", "name")) if wanted else {}
+
+
+def frame_rows(entries: Iterable[Mapping[str, Any]], selected: Iterable[str]) -> list[FrameRow]:
+    """The given frame entries as rows with names looked up (one query)."""
+    rows = list(entries)
+    chosen = set(selected)
+    names = _names(str(e["id"]) for e in rows)
+    return [FrameRow(uscc=str(e["id"]), name=names.get(str(e["id"]), ""), grade=str(e.get("grade", "")),
+                     weight=float(e.get("weight", 1.0)), drawn=str(e["id"]) in chosen) for e in rows]
+
+
+def plan_frame(plan: InspectionPlan, *, drawn_only: bool = False) -> list[Mapping[str, Any]]:
+    """The frozen frame (sorted by credit code as in the commitment), or only the drawn entities."""
+    frame: list[Mapping[str, Any]] = sorted(plan.frame, key=lambda e: str(e["id"]))
+    if drawn_only:
+        chosen = set(plan.selected)
+        frame = [e for e in frame if e["id"] in chosen]
+    return frame
+
+
+def plan_targets(plan: InspectionPlan, *, limit: int | None = None) -> list[FrameRow]:
+    """The drawn entities (by credit code) with their names and grades; empty before the draw."""
+    if plan.status not in (Status.DRAWN, Status.PUBLISHED):
+        return []
+    chosen = set(plan.selected)
+    entries = [e for e in plan_frame(plan) if e["id"] in chosen]
+    return frame_rows(entries[:limit] if limit is not None else entries, chosen)
+
+
+@dataclass(frozen=True)
+class GradeSummary:
+    """Per grade: the configured share, how many entities the frame holds and how many were drawn."""
+
+    grade: str
+    share: float | None
+    in_frame: int
+    drawn: int
+
+    @property
+    def tone(self) -> str:
+        return GRADE_TONE.get(self.grade, "neutral")
+
+    @property
+    def share_percent(self) -> str:
+        """``0.05`` -> ``"5%"``, ``0.125`` -> ``"12.5%"``; ``"—"`` when the plan sets no share for the grade."""
+        return "—" if self.share is None else f"{round(self.share * 100, 4):g}%"
+
+
+def plan_grade_summary(plan: InspectionPlan) -> list[GradeSummary]:
+    """One row per grade A–D (counts are zero before the frame is frozen)."""
+    shares: Mapping[str, float] = plan.shares or {}
+    chosen = set(plan.selected)
+    in_frame = dict.fromkeys(GRADES, 0)
+    drawn = dict.fromkeys(GRADES, 0)
+    for e in plan.frame:
+        g = str(e.get("grade", ""))
+        if g in in_frame:
+            in_frame[g] += 1
+            drawn[g] += e["id"] in chosen
+    return [GradeSummary(grade=g, share=float(shares[g]) if g in shares else None, in_frame=in_frame[g],
+                         drawn=drawn[g]) for g in GRADES]
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What becomes public with the plan: the secret, the seed and where the bundle is."""
+
+    secret_hex: str
+    seed_hex: str
+    published_at: dt.datetime | None
+
+
+def plan_publication(plan: InspectionPlan) -> Publication | None:
+    """The secret and the seed, only once the plan is published (never before: the secret must stay
+    private until the draw is public, docs/draw.md §2)."""
+    if plan.status != Status.PUBLISHED:
+        return None
+    return Publication(secret_hex=plan.secret_hex, seed_hex=plan.seed_hex, published_at=plan.published_at)
+
+
+def type_names(keys: Sequence[str]) -> list[str]:
+    """Catalogue names of the plan's instrument types, in the active language ("all types" when none)."""
+    if not keys:
+        return [_("全部类型")]
+    found = {t.key: localized_name(t.name_zh, t.name_en) for t in InstrumentType.objects.filter(key__in=keys)}
+    return [found.get(k, k) for k in keys]
