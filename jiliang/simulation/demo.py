@@ -239,7 +239,7 @@ def build_demo(*, scale: str, seed: int, fresh: bool, as_of: dt.date | None = No
 # city still builds in well under 90 s (the benchmarks use full volumes).
 DEMO_TELEMETRY = {
     "small": TelemetrySpec(days=7, scale_txns_per_day=20, charger_sessions_per_day=10),
-    "city": TelemetrySpec(days=4, scale_txns_per_day=6, charger_sessions_per_day=10),
+    "city": TelemetrySpec(days=3, scale_txns_per_day=4, charger_sessions_per_day=8),
     "large": TelemetrySpec(days=3, scale_txns_per_day=4, charger_sessions_per_day=6),
 }
 
