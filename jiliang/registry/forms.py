@@ -69,46 +69,50 @@ class InstrumentFilterForm(forms.Form):
         return bool(f.q or f.instrument_type or f.status or f.region)
 
 
-class OrganizationFilterForm(forms.Form):
+class _KindDistrictFilterForm(forms.Form):
+    """Keyword, kind and district filters (organisations and places share them)."""
+
+    q = forms.CharField(label=_("关键词"), required=False, max_length=100,
+                        widget=forms.TextInput(attrs={"type": "search"}))
+    kind = forms.ChoiceField(required=False)
+    district = forms.ChoiceField(label=_("区县"), required=False)
+
+    placeholder: Any = ""
+    kind_label: Any = ""
+    all_kinds: Any = ""
+    kind_choices: Any = ()
+
+    def __init__(self, data: Any, *, districts: list[Region]) -> None:
+        super().__init__(data, label_suffix="")
+        self.fields["q"].widget.attrs["placeholder"] = self.placeholder
+        self.fields["kind"].label = self.kind_label
+        _set_choices(self, "kind", [("", self.all_kinds), *self.kind_choices])
+        _set_choices(self, "district", _district_choices(districts))
+
+    def values(self) -> dict[str, str]:
+        """Keyword arguments for the list selector (``q``, ``kind``, ``region``)."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        return {"q": (data.get("q") or "").strip(), "kind": data.get("kind") or "",
+                "region": data.get("district") or ""}
+
+
+class OrganizationFilterForm(_KindDistrictFilterForm):
     """``/organizations/?q=&kind=&district=``."""
 
-    q = forms.CharField(label=_("关键词"), required=False, max_length=100,
-                        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("名称或统一社会信用代码")}))
-    kind = forms.ChoiceField(label=_("单位类别"), required=False)
-    district = forms.ChoiceField(label=_("区县"), required=False)
-
-    def __init__(self, data: Any, *, districts: list[Region]) -> None:
-        super().__init__(data, label_suffix="")
-        _set_choices(self, "kind", [("", _("全部类别")), *OrgKind.choices])
-        _set_choices(self, "district", _district_choices(districts))
-
-    def values(self) -> dict[str, str]:
-        """Keyword arguments for :func:`jiliang.registry.selectors.organization_list`."""
-        self.is_valid()
-        data = getattr(self, "cleaned_data", {})
-        return {"q": (data.get("q") or "").strip(), "kind": data.get("kind") or "",
-                "region": data.get("district") or ""}
+    placeholder = _("名称或统一社会信用代码")
+    kind_label = _("单位类别")
+    all_kinds = _("全部类别")
+    kind_choices = OrgKind.choices
 
 
-class PlaceFilterForm(forms.Form):
+class PlaceFilterForm(_KindDistrictFilterForm):
     """``/places/?q=&kind=&district=``."""
 
-    q = forms.CharField(label=_("关键词"), required=False, max_length=100,
-                        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("场所名称、编号或地址")}))
-    kind = forms.ChoiceField(label=_("场所类型"), required=False)
-    district = forms.ChoiceField(label=_("区县"), required=False)
-
-    def __init__(self, data: Any, *, districts: list[Region]) -> None:
-        super().__init__(data, label_suffix="")
-        _set_choices(self, "kind", [("", _("全部类型")), *PlaceKind.choices])
-        _set_choices(self, "district", _district_choices(districts))
-
-    def values(self) -> dict[str, str]:
-        """Keyword arguments for :func:`jiliang.registry.selectors.place_list`."""
-        self.is_valid()
-        data = getattr(self, "cleaned_data", {})
-        return {"q": (data.get("q") or "").strip(), "kind": data.get("kind") or "",
-                "region": data.get("district") or ""}
+    placeholder = _("场所名称、编号或地址")
+    kind_label = _("场所类型")
+    all_kinds = _("全部类型")
+    kind_choices = PlaceKind.choices
 
 
 class InstrumentEditForm(forms.Form):
