@@ -68,9 +68,18 @@ from jiliang.verification.importing import import_verifications
 INSTRUMENT_CHUNK = 10_000
 
 #: Tables a fresh demo empties (plus, by cascade, every table that references them).
-RESET_MODELS: tuple[type[models.Model], ...] = (
-    ChangeLog, Instrument, InstrumentModel, Place, OrganizationKind, Organization, ApiToken, User, Session,
-)
+def _reset_models() -> tuple[type[models.Model], ...]:
+    """Everything a fresh demo empties.  The telemetry, alert and detector tables reference instruments
+    without database-level foreign keys (ADR 0007), so no cascade reaches them: they are listed here, or a
+    rebuilt city (whose ids start again at 1) would inherit the old city's records."""
+    from jiliang.monitoring import models as mon
+    from jiliang.supervision import models as sup
+    from jiliang.verification import models as ver
+
+    return (ChangeLog, mon.ScaleTxn, mon.ScaleEvent, mon.ScaleRecheck, mon.ChargerSession, mon.DispenserSale,
+            mon.TankReading, mon.TankDelivery, mon.MeterReading, mon.Quarantine, mon.Alert, mon.DetectorCursor,
+            sup.CreditEvent, sup.CreditGrade, sup.InspectionPlan, ver.Certificate, ver.Verification,
+            Instrument, InstrumentModel, Place, OrganizationKind, Organization, ApiToken, User, Session)
 
 PLACE_KIND_LABELS = {
     "market": "农贸市场 farmers' markets",
@@ -168,7 +177,7 @@ def _pad(text: str, width: int) -> str:
 
 def reset_demo_data() -> None:
     """Empty what a demo creates (demo-only: see the module docstring).  Runs inside the caller's transaction."""
-    tables = [m._meta.db_table for m in RESET_MODELS]
+    tables = [m._meta.db_table for m in _reset_models()]
     sql = connection.ops.sql_flush(no_style(), tables, reset_sequences=True, allow_cascade=True)
     with connection.cursor() as cur:
         if connection.vendor == "postgresql":

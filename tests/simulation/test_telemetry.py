@@ -54,3 +54,24 @@ def test_detectors_find_the_injected_faults_and_nothing_else() -> None:
     est = {r["device"]: r for r in charger_estimates()}
     errs = np.array([est[d]["error_pct"] - truth.charger_error_pct[d] for d in est if est[d]["sessions"] >= 50])
     assert errs.size and np.abs(errs).mean() < 0.6
+
+
+@pytest.mark.django_db
+def test_a_fresh_demo_rebuild_starts_from_empty_telemetry_and_alerts() -> None:
+    from jiliang.monitoring.models import Alert, MeterReading
+    from jiliang.simulation.demo import build_demo
+
+    first = build_demo(scale="small", seed=SEED, fresh=True, progress=False, as_of=AS_OF)
+    readings, alerts = MeterReading.objects.count(), Alert.objects.count()
+    assert readings > 0
+    second = build_demo(scale="small", seed=SEED, fresh=True, progress=False, as_of=AS_OF)
+    assert MeterReading.objects.count() == readings and Alert.objects.count() == alerts
+    assert first.telemetry["records"] == second.telemetry["records"] == readings + sum(
+        m.objects.count() for m in _other_telemetry())
+
+
+def _other_telemetry() -> list[type]:
+    from jiliang.monitoring import models as mon
+
+    return [mon.ScaleTxn, mon.ScaleEvent, mon.ScaleRecheck, mon.ChargerSession, mon.DispenserSale,
+            mon.TankReading, mon.TankDelivery]
