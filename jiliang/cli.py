@@ -350,14 +350,22 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     import orjson
 
     from jiliang.monitoring.estimates import charger_estimates
+    from jiliang.monitoring.fuel import dispenser_estimates
 
-    data = charger_estimates()
+    data = charger_estimates() if args.what == "chargers" else dispenser_estimates()
     if args.format == "json":
         sys.stdout.write(orjson.dumps(data).decode() + "\n")
     else:
         for r in data:
             flag = "EXCEEDS MPE" if r["exceeds_mpe"] else ""
-            print(f"{r['device']}\t{r['error_pct']:+.2f} % ± {r['ci95_pct']:.2f}\t{r['sessions']} sessions\t{flag}")
+            err = "n/a" if r["error_pct"] is None else f"{r['error_pct']:+.2f} % ± {r['ci95_pct'] or 0:.2f}"
+            if args.what == "dispensers":  # nozzle: its tank, the tank's leak rate, drift and leak alarms
+                leak = "n/a" if r["leak_l_per_h"] is None else f"{r['leak_l_per_h']:+.2f} ± {r['leak_ci95']:.2f} L/h"
+                flag = " ".join(f for f, on in ((flag, flag), ("DRIFT", r["drift_flagged"]),
+                                                ("TANK LEAK", r["leak_detected"])) if on)
+                print(f"{r['device']}\t{r['place']}/{r['tank']}\t{err}\t{r['sessions']} sales\ttank {leak}\t{flag}")
+                continue
+            print(f"{r['device']}\t{err}\t{r['sessions']} sessions\t{flag}")
     return 0
 
 
@@ -448,10 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
     al.set_defaults(func=cmd_alerts)
 
     es = sub.add_parser("estimate", help="fleet error estimates (SPEC 3.4)",
-                        description="Estimate each charger's energy error from all stored sessions (charger energy "
+                        description="chargers: each charger's energy error from all stored sessions (charger energy "
                         "against the vehicles' own BMS energy), anchored by chargers verified in the last year. "
-                        "Fuel dispensers (tank reconciliation) are not built yet.")
-    es.add_argument("what", choices=["chargers"], help="chargers")
+                        "dispensers: each nozzle's volume error and each tank's leak rate from the tank balance "
+                        "(gauge readings, deliveries and sales).")
+    es.add_argument("what", choices=["chargers", "dispensers"])
     es.add_argument("--format", choices=["json", "table"], default="table")
     es.set_defaults(func=cmd_estimate)
 
