@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import models
@@ -61,13 +61,6 @@ def log_change(*, actor: Any, obj: models.Model, action: str, before: dict[str, 
     row = _row(obj, action, before, after, actor, timezone.now(), current_request_id())
     row.save()
     return row
-
-
-def changelog_rows_for_created(*, actor: Any, objs: Iterable[models.Model]) -> list[ChangeLog]:
-    """Change-log rows for objects created in bulk (the caller inserts them with the objects)."""
-    at = timezone.now()
-    rid = current_request_id()
-    return [_row(o, ChangeLog.Action.CREATE, None, snapshot(o), actor, at, rid) for o in objs]
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

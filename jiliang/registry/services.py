@@ -16,35 +16,24 @@ from jiliang.core.changelog import log_change, snapshot
 from jiliang.core.errors import JiliangError, NotFound, PermissionDenied, Problem
 from jiliang.registry import importing, policy
 from jiliang.registry.choices import STATUS_TRANSITIONS, InstrumentStatus, OrgKind
-from jiliang.registry.models import Instrument, Organization, OrganizationKind, Place, Region
-from jiliang.registry.tabular import Table
-
-
-def _one_row(kind: str, values: dict[str, Any]) -> Table:
-    clean = {k: ("" if v is None else importing_cell(v)) for k, v in values.items()}
-    return Table(columns=list(clean), rows=[(1, clean)])
-
-
-def importing_cell(v: Any) -> str:
-    from jiliang.registry.tabular import _cell
-
-    return _cell(v)
+from jiliang.registry.models import Instrument, Organization, OrganizationKind, Place
+from jiliang.registry.tabular import one_row_table
 
 
 def organization_create(*, actor: Any, values: dict[str, Any]) -> Organization:
     if isinstance(values.get("kinds"), list):
         values = {**values, "kinds": ";".join(values["kinds"])}
-    importing.import_organizations(table=_one_row("organizations", values), actor=actor)
+    importing.import_organizations(table=one_row_table(values), actor=actor)
     return Organization.objects.get(uscc=values["uscc"])
 
 
 def place_create(*, actor: Any, values: dict[str, Any]) -> Place:
-    importing.import_places(table=_one_row("places", values), actor=actor)
+    importing.import_places(table=one_row_table(values), actor=actor)
     return Place.objects.get(key=values["key"])
 
 
 def instrument_create(*, actor: Any, values: dict[str, Any]) -> Instrument:
-    importing.import_instruments(table=_one_row("instruments", values), actor=actor)
+    importing.import_instruments(table=one_row_table(values), actor=actor)
     return Instrument.objects.get(device_id=values["device_id"])
 
 
@@ -139,9 +128,3 @@ def instrument_update(*, actor: Any, instrument_id: int, status: str | None = No
     log_change(actor=actor, obj=inst, action="update", before=before)
     return inst
 
-
-def region_get(code: str) -> Region:
-    try:
-        return Region.objects.get(code=code)
-    except Region.DoesNotExist:
-        raise NotFound(f"region {code} not found") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,12 @@ def _read_json(data: bytes) -> Table:
                 columns.append(k)
         rows.append((i, {str(k): _cell(v) for k, v in obj.items()}))
     return Table(columns, rows)
+
+
+def one_row_table(values: Mapping[str, object]) -> Table:
+    """A single record (from the API or a form) as a table, so it is validated exactly like an imported row."""
+    clean = {k: "" if v is None else _cell(v) for k, v in values.items()}
+    return Table(columns=list(clean), rows=[(1, clean)])
 
 
 def check_columns(table: Table, required: tuple[str, ...], optional: tuple[str, ...]) -> list[Problem]:

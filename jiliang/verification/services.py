@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from jiliang.registry.tabular import Table
+from jiliang.registry.tabular import one_row_table
 from jiliang.verification.importing import import_verifications
 from jiliang.verification.models import Verification
 
@@ -18,5 +18,5 @@ def verification_record(*, actor: Any, device_id: str, kind: str, date: str, ins
     values = {"device_id": device_id, "kind": kind, "date": date, "institution_uscc": institution_uscc,
               "points": orjson.dumps(points).decode(), "stage": stage, "certificate_no": certificate_no,
               "verifier": verifier}
-    import_verifications(table=Table(columns=list(values), rows=[(1, values)]), actor=actor)
+    import_verifications(table=one_row_table(values), actor=actor)
     return Verification.objects.filter(instrument__device_id=device_id).order_by("-id").first()  # type: ignore[return-value]
