@@ -6,6 +6,7 @@ the same transaction can name the objects they describe.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -39,6 +40,120 @@ def allocate_ids(model: type[models.Model], count: int) -> list[int]:
         if row and row[0] > top:
             top = row[0]
         return list(range(top + 1, top + 1 + count))
+
+
+def lock_for_bulk_insert(model: type[models.Model]) -> None:
+    """PostgreSQL: take the table in SHARE ROW EXCLUSIVE mode until the transaction ends -- other writers
+    wait, readers do not.  A bulk import's existence checks then stay true until it commits, and
+    ``allocate_block`` can reserve consecutive ids.  (SQLite's IMMEDIATE transaction already excludes
+    other writers.)"""
+    if is_postgres():
+        with connection.cursor() as cur:
+            cur.execute(f'LOCK TABLE "{model._meta.db_table}" IN SHARE ROW EXCLUSIVE MODE')
+
+
+def allocate_block(model: type[models.Model], count: int) -> int:
+    """Reserve ``count`` consecutive primary keys and return the first.  Call ``lock_for_bulk_insert``
+    first, in the same transaction (nobody else can then draw from the table's sequence)."""
+    if not is_postgres():
+        ids = allocate_ids(model, count)
+        return ids[0] if ids else 1
+    table = model._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, model._meta.pk.column])
+        seq = cur.fetchone()[0]
+        cur.execute("SELECT nextval(%s)", [seq])
+        first = int(cur.fetchone()[0])
+        if count > 1:
+            cur.execute("SELECT setval(%s, %s)", [seq, first + count - 1])
+        return first
+
+
+class CopyWriter:
+    """PostgreSQL: COPY fed from a second thread, so that the caller formats the next piece while the
+    server stores the previous one (the thread waits on the socket without holding the interpreter lock).
+    ``begin(model, columns)`` starts a COPY into a table (ending the previous one); ``write`` queues COPY
+    text.  The caller must not use the connection until ``close``; ``close(abort=True)`` cancels, and the
+    caller's transaction must then roll back."""
+
+    _ABORT = object()
+
+    def __init__(self, queue_size: int = 4) -> None:
+        import queue
+        import threading
+
+        connection.ensure_connection()
+        self._raw = connection.connection
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="jiliang-copy", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self._raw.cursor() as cur:
+                copy_cm: Any = None
+                copy: Any = None
+                try:
+                    while True:
+                        item = self._queue.get()
+                        if item is None or isinstance(item, _Begin):
+                            if copy_cm is not None:
+                                copy_cm.__exit__(None, None, None)
+                                copy_cm = copy = None
+                            if item is None:
+                                break
+                            copy_cm = cur.copy(item.sql)
+                            copy = copy_cm.__enter__()
+                        elif item is self._ABORT:
+                            raise _CopyAborted
+                        else:
+                            copy.write(item)
+                except BaseException as exc:
+                    if copy_cm is not None:
+                        copy_cm.__exit__(type(exc), exc, exc.__traceback__)
+                    raise
+        except _CopyAborted:
+            pass
+        except BaseException as exc:  # handed to the caller on its next write or close
+            self._error = exc
+
+    def _put(self, item: object) -> None:
+        import queue
+
+        while True:
+            if self._error is not None or not self._thread.is_alive():
+                raise self._error or RuntimeError("the COPY thread stopped")
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def begin(self, model: type[models.Model], columns: Sequence[str]) -> None:
+        cols = ", ".join(f'"{c}"' for c in columns)
+        self._put(_Begin(f'COPY "{model._meta.db_table}" ({cols}) FROM STDIN'))
+
+    def write(self, text: str) -> None:
+        self._put(text)
+
+    def close(self, *, abort: bool = False) -> None:
+        if self._thread.is_alive():
+            # If the thread dies meanwhile, _put raises; its error is reported below.
+            with contextlib.suppress(BaseException):
+                self._put(self._ABORT if abort else None)
+        self._thread.join()
+        if self._error is not None and not abort:
+            raise self._error
+
+
+class _Begin:
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+
+
+class _CopyAborted(Exception):
+    pass
 
 
 def existing_values(model: type[models.Model], column: str, values: Sequence[str],
@@ -142,6 +257,18 @@ def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Iterabl
                 cur.executemany(sql, batch)
                 n += len(batch)
     return n
+
+
+def copy_lines(model: type[models.Model], columns: Sequence[str], lines: Sequence[str]) -> int:
+    """PostgreSQL only: COPY rows already formatted as COPY text lines (each ending in a newline), sent in
+    pieces of about 1 MB so that the server parses while the next piece is joined."""
+    table = model._meta.db_table
+    cols = ", ".join(f'"{c}"' for c in columns)
+    with connection.cursor() as cur, cur.cursor.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
+        step = 4000
+        for k in range(0, len(lines), step):
+            copy.write("".join(lines[k: k + step]))
+    return len(lines)
 
 
 def bump_sequence(model: type[models.Model]) -> None:

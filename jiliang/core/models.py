@@ -35,12 +35,20 @@ class ChangeLog(models.Model):
 
     Append-only: rows are never updated or deleted (the queryset and ``save``/``delete`` refuse).  The
     tamper-evident Merkle log (C11) will be built over these rows in id order.
+
+    A bulk import (批量导入) writes one ``import`` entry per block of up to ``IMPORT_BLOCK`` created rows
+    instead of one ``create`` entry per row (ADR 0008): ``object_id`` is the block's id range
+    ``"first-last"``, ``after`` is ``{"columns": [...], "ranges": [[first_id, count], ...], "count": n}``
+    and ``payload`` holds every created row's values as JSON text (a list of lists in id order, kept as
+    text: exact bytes for the tamper-evident log, and far cheaper to store than ``jsonb``).
+    ``history_for`` finds a row's entry by its id and shows that row's values.
     """
 
     class Action(models.TextChoices):
         CREATE = "create", _("创建")
         UPDATE = "update", _("修改")
         DELETE = "delete", _("删除")
+        IMPORT = "import", _("批量导入")
 
     id = models.BigAutoField(primary_key=True)
     at = models.DateTimeField(_("时间"), db_index=True)
@@ -54,6 +62,7 @@ class ChangeLog(models.Model):
     request_id = models.CharField(_("请求ID"), max_length=64)
     before = models.JSONField(_("变更前"), null=True)
     after = models.JSONField(_("变更后"), null=True)
+    payload = models.TextField(_("批量数据"), blank=True, db_default="")
 
     objects = ChangeLogQuerySet.as_manager()
 

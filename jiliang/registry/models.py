@@ -6,6 +6,7 @@ built from :mod:`jiliang.registry.policy`.  Selectors always go through it.
 
 from __future__ import annotations
 
+import base64
 import secrets
 from typing import Any
 
@@ -198,6 +199,13 @@ def new_qr_token() -> str:
     return secrets.token_urlsafe(16)
 
 
+def new_qr_tokens(count: int) -> list[str]:
+    """``count`` tokens at once for bulk imports: 144 random bits each (18 bytes = 24 URL-safe characters,
+    so one base64 pass over all the bytes splits exactly at token boundaries)."""
+    text = base64.urlsafe_b64encode(secrets.token_bytes(18 * count)).decode()
+    return [text[k: k + 24] for k in range(0, 24 * count, 24)]
+
+
 class InstrumentQuerySet(models.QuerySet["Instrument"]):
     def restrict(self, principal: Any, action: str = "view") -> InstrumentQuerySet:
         return policy.apply(self, policy.instrument_q, principal, action)
@@ -210,7 +218,7 @@ class Instrument(TimeStampedModel):
     row so that region scope is one indexed prefix filter.
     """
 
-    device_id = models.CharField(_("器具编号"), max_length=64, unique=True)
+    device_id = models.CharField(_("器具编号"), max_length=64)  # unique: see Meta.constraints
     serial = models.CharField(_("出厂编号"), max_length=64)
     # The instrument table is the registry's bulk table (100,000s of rows per import), so (ADR 0007):
     # - no database-level foreign-key constraints: every reference is validated against the registry
@@ -253,14 +261,16 @@ class Instrument(TimeStampedModel):
         ordering = ["device_id"]
         constraints = [
             models.UniqueConstraint(fields=["maker", "serial"], name="instrument_maker_serial_unique"),
-            # A constraint rather than unique=True: same uniqueness, without the LIKE index nobody uses.
+            # Constraints rather than unique=True: same uniqueness, without the LIKE (varchar_pattern_ops) index
+            # nobody uses -- each index on this table costs bulk imports (bench/RESULTS.md).
+            models.UniqueConstraint(fields=["device_id"], name="instrument_device_id_unique",
+                                    violation_error_message=_("该器具编号已登记")),
             models.UniqueConstraint(fields=["qr_token"], name="instrument_qr_token_unique"),
         ]
         indexes = [
             models.Index(fields=["region", "instrument_type", "status"], name="instr_region_type_idx"),
             models.Index(fields=["owner"], name="instr_owner_idx"),
             models.Index(fields=["place"], name="instr_place_idx"),
-            models.Index(fields=["maker", "instrument_type"], name="instr_maker_idx"),
             models.Index(fields=["instrument_type"], name="instr_type_idx"),
             models.Index(fields=["valid_until", "region"], name="instr_valid_until_idx"),
         ]

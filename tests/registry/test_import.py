@@ -10,6 +10,7 @@ import pytest
 from openpyxl import Workbook
 
 from jiliang.accounts.models import SystemPrincipal
+from jiliang.core.changelog import history_for
 from jiliang.core.errors import JiliangError
 from jiliang.core.models import ChangeLog
 from jiliang.registry.importing import import_instruments, import_organizations, import_places
@@ -92,9 +93,12 @@ def test_created_rows_are_complete_and_change_logged(world: World) -> None:
     assert inst.params == {"e_g": 10, "max_g": 30000} and str(inst.install_date) == "2025-06-01"
     assert len(inst.qr_token) >= 20
     assert inst.model.name == "ACS-30" and inst.model.maker == world.orgs["maker"]  # model created on first use
-    log = ChangeLog.objects.get(model="instrument", object_id=str(inst.pk))
-    assert log.action == "create" and log.actor_label == "test" and log.after["device_id"] == "SC-T-1"
-    assert "qr_token" not in log.after  # secrets never reach the log
+    entry = ChangeLog.objects.get(model="instrument", action="import")  # one entry per block of imported rows
+    assert entry.object_id == f"{inst.pk}-{inst.pk}" and entry.after["ranges"] == [[inst.pk, 1]]
+    (log,) = history_for(inst)  # the instrument's history shows its own row of that entry
+    assert log.action == "import" and log.actor_label == "test" and log.after["device_id"] == "SC-T-1"
+    assert log.after["id"] == inst.pk and log.after["owner_id"] == world.orgs["stall_f"].pk
+    assert "qr_token" not in log.after and "qr_token" not in str(entry.after)  # secrets never reach the log
     # a new instrument then uses the same id sequence without collision
     import_instruments(table=read_table(csv_bytes(INSTR_COLS, [good_row(world, 2)]), "x.csv"), actor=ADMIN)
     assert Instrument.objects.get(device_id="SC-T-2").pk > inst.pk
