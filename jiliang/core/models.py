@@ -37,7 +37,7 @@ class ChangeLog(models.Model):
     tamper-evident Merkle log (C11) will be built over these rows in id order.
 
     A bulk import (批量导入) writes one ``import`` entry per block of up to ``IMPORT_BLOCK`` created rows
-    instead of one ``create`` entry per row (ADR 0008): ``object_id`` is the block's id range
+    instead of one ``create`` entry per row (ADR 0009): ``object_id`` is the block's id range
     ``"first-last"``, ``after`` is ``{"columns": [...], "ranges": [[first_id, count], ...], "count": n}``
     and ``payload`` holds every created row's values as JSON text (a list of lists in id order, kept as
     text: exact bytes for the tamper-evident log, and far cheaper to store than ``jsonb``).

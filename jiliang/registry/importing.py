@@ -165,7 +165,7 @@ def _finish(kind: str, table: Table, checks: list[tuple[_RowCheck, Any]], skip_i
 
 def _log_import(model: type[Any], ids: list[int], columns: tuple[str, ...], rows: list[list[Any]], actor: Any,
                 at: dt.datetime | None = None) -> None:
-    """The change log of a bulk creation: ``import`` entries holding every created row (ADR 0008)."""
+    """The change log of a bulk creation: ``import`` entries holding every created row (ADR 0009)."""
     if not ids:
         return
     entries = import_entries(model=model, ids=ids, columns=columns, rows=rows, actor=actor, at=at)
@@ -470,7 +470,7 @@ class _Memo(dict[Any, Any]):
 
 
 class _InstrumentScreen:
-    """The fast path (ADR 0008): a row whose values all pass simple look-ups -- the same rules as
+    """The fast path (ADR 0009): a row whose values all pass simple look-ups -- the same rules as
     ``_check_instrument``, each distinct value judged once -- is clean; any other row is handed to
     ``_check_instrument``, which names its problems.  Rows are screened in file order, chunk by chunk,
     recording first occurrences for the duplicate checks."""
@@ -615,7 +615,7 @@ def import_instruments(*, table: Table, actor: Any, skip_invalid: bool = False,
                        progress: Callable[[int], None] | None = None) -> ImportResult:
     """``jiliang import instruments``: validate every row; write all of them, or none, in one transaction.
 
-    ADR 0008: rows are screened column-wise against look-ups loaded once (only rows failing a look-up
+    ADR 0009: rows are screened column-wise against look-ups loaded once (only rows failing a look-up
     go through ``_check_instrument``, which names each problem); on PostgreSQL the clean rows stream into
     COPY from a second thread while the next chunk is screened, so Python and the server work at the
     same time; a bad row stops the writing and the transaction is rolled back at the end, after every

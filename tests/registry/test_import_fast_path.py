@@ -1,4 +1,4 @@
-"""The instrument import's fast path (ADR 0008) must judge every row exactly as the row-by-row check does.
+"""The instrument import's fast path (ADR 0009) must judge every row exactly as the row-by-row check does.
 
 A file of valid rows is corrupted at random, one or two fields per row, in every way the rules know; the
 import (with --skip-invalid) must then create exactly the rows the reference check accepts and reject
