@@ -301,6 +301,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
             report = credit_regrade(actor=SystemPrincipal("system:worker"))
             regraded_on[0] = today
             print(f"credit regraded: {report.entities} entities, {report.changed} changed", flush=True)
+            from jiliang.supervision.services import case_escalate_overdue
+
+            esc = case_escalate_overdue(actor=SystemPrincipal("system:worker"))
+            print(f"cases: {esc.reminded} rectification due, {esc.escalated} escalated", flush=True)
 
     ingestor = MqttIngestor(host=args.mqtt_host, port=args.mqtt_port, topic=args.topic, client_id=args.client_id,
                             batch_size=args.batch_size, on_batch=on_batch)
@@ -376,6 +380,15 @@ def cmd_credit(args: argparse.Namespace) -> int:
     r = credit_regrade(actor=SystemPrincipal())
     grades = ", ".join(f"{k} {v}" for k, v in r.by_grade.items())
     print(f"{r.entities} entities graded ({grades}); {r.changed} grades changed")
+    return 0
+
+
+def cmd_cases_escalate(args: argparse.Namespace) -> int:
+    from jiliang.accounts.models import SystemPrincipal
+    from jiliang.supervision.services import case_escalate_overdue
+
+    r = case_escalate_overdue(actor=SystemPrincipal())
+    print(f"cases: {r.reminded} rectification due, {r.escalated} escalated")
     return 0
 
 
@@ -496,6 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     csub = cr.add_subparsers(dest="action", metavar="ACTION", required=True)
     crg = csub.add_parser("regrade", help="score and grade every market-facing entity (logged)")
     crg.set_defaults(func=cmd_credit)
+
+    cs = sub.add_parser("cases", help="inspection cases (案件): follow up rectification deadlines")
+    cssub = cs.add_subparsers(dest="action", metavar="ACTION", required=True)
+    cse = cssub.add_parser("escalate", help="mark near deadlines due and escalate overdue rectifications (logged)")
+    cse.set_defaults(func=cmd_cases_escalate)
 
     tk = sub.add_parser("token", help="API tokens for machine clients (create, list, revoke)",
                         description="Tokens are shown once at creation and stored as SHA-256 digests.")

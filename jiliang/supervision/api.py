@@ -12,8 +12,8 @@ from ninja import Router, Schema, Status
 from jiliang.core.api import ERRORS, Page, paginate, principal
 from jiliang.core.errors import NotFound
 from jiliang.engine.credit import CreditConfig, explain
-from jiliang.supervision import services
-from jiliang.supervision.models import CreditEvent, CreditGrade, InspectionPlan
+from jiliang.supervision import selectors, services
+from jiliang.supervision.models import Case, CreditEvent, CreditGrade, InspectionPlan
 
 router = Router(tags=["supervision"])
 public_router = Router(tags=["public"])
@@ -147,3 +147,250 @@ def plan_bundle(request: HttpRequest, plan_id: int) -> Any:
     if plan is None:
         raise NotFound(f"no published plan {plan_id}")
     return services.plan_bundle(plan)
+
+
+# ------------------------------------------------------------------------------------------ inspections
+# Tasks (检查任务), findings with spot-check verification (抽查检定), cases (案件), conflict declarations
+# (利益冲突声明) and the publication of results (一公开).  Reads through the selectors (row-level scope), writes
+# through the services.
+
+class TaskOut(Schema):
+    id: int
+    plan_id: int
+    plan_name: str
+    entity_id: int
+    entity_uscc: str
+    entity_name: str
+    status: str
+    unassigned_reason: str
+    inspectors: list[str]
+    conclusion: str
+    summary: str
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+
+    @staticmethod
+    def resolve_plan_name(obj: Any) -> str:
+        return str(obj.plan.name)
+
+    @staticmethod
+    def resolve_entity_uscc(obj: Any) -> str:
+        return str(obj.entity.uscc)
+
+    @staticmethod
+    def resolve_entity_name(obj: Any) -> str:
+        return str(obj.entity.name)
+
+    @staticmethod
+    def resolve_inspectors(obj: Any) -> list[str]:
+        return [u.username for u in (obj.inspector_1, obj.inspector_2) if u is not None]
+
+
+class FindingIn(Schema):
+    instrument_id: int
+    present: bool
+    seal_intact: bool | None = None
+    sw_hash_shown: str = ""
+    points: list[dict[str, Any]] | None = None
+    note: str = ""
+
+
+class FindingOut(Schema):
+    id: int
+    task_id: int
+    instrument_id: int
+    device_id: str
+    present: bool
+    seal_intact: bool | None
+    sw_hash_shown: str
+    sw_hash_filed: str
+    sw_match: bool | None
+    verification_id: int | None
+    conforming: bool
+    problems: list[str]
+    note: str
+    case_id: int | None
+    recorded_by: str
+    recorded_at: dt.datetime
+
+    @staticmethod
+    def resolve_device_id(obj: Any) -> str:
+        return str(obj.instrument.device_id)
+
+    @staticmethod
+    def resolve_case_id(obj: Any) -> int | None:
+        case = Case.objects.filter(finding_id=obj.pk).values_list("pk", flat=True).first()
+        return int(case) if case is not None else None
+
+
+class TaskInstrumentOut(Schema):
+    id: int
+    device_id: str
+    instrument_type: str
+    sw_hash: str
+    finding: FindingOut | None
+
+
+class TaskDetailOut(TaskOut):
+    instruments: list[TaskInstrumentOut]
+
+
+class TaskCompleteIn(Schema):
+    summary: str = ""
+
+
+class CaseOut(Schema):
+    id: int
+    task_id: int
+    entity_id: int
+    entity_uscc: str
+    entity_name: str
+    device_id: str
+    violations: list[dict[str, str]]
+    legal_basis: str
+    order: str
+    deadline: dt.date
+    status: str
+    rectification_note: str
+    rectified_on: dt.date | None
+    opened_at: dt.datetime
+    escalated_at: dt.datetime | None
+    closed_at: dt.datetime | None
+
+    @staticmethod
+    def resolve_entity_uscc(obj: Any) -> str:
+        return str(obj.entity.uscc)
+
+    @staticmethod
+    def resolve_entity_name(obj: Any) -> str:
+        return str(obj.entity.name)
+
+    @staticmethod
+    def resolve_device_id(obj: Any) -> str:
+        return str(obj.finding.instrument.device_id)
+
+
+class RectifyIn(Schema):
+    note: str
+    rectified_on: dt.date | None = None
+
+
+class ConflictIn(Schema):
+    organization_id: int
+    reason: str
+    inspector_id: int | None = None
+
+
+class ConflictOut(Schema):
+    id: int
+    inspector_id: int
+    inspector: str
+    organization_id: int
+    organization_name: str
+    reason: str
+    declared_at: dt.datetime
+    declared_by: str
+
+    @staticmethod
+    def resolve_inspector(obj: Any) -> str:
+        return str(obj.inspector.username)
+
+    @staticmethod
+    def resolve_organization_name(obj: Any) -> str:
+        return str(obj.organization.name)
+
+
+class ResultOut(Schema):
+    uscc: str
+    name: str
+    inspected_on: dt.date | None
+    conclusion: str
+    case_outcome: str
+
+
+class PublicResultsOut(Schema):
+    plan_id: int
+    plan_name: str
+    results_published_at: dt.datetime
+    results: list[ResultOut]
+
+
+@router.get("/tasks", response={200: Page[TaskOut], **ERRORS},
+            summary="Inspection tasks in your scope (inspectors: their own; regulators: their region)")
+def list_tasks(request: HttpRequest, status: str = "", plan_id: int | None = None, limit: int | None = None,
+               offset: int | None = None) -> Any:
+    return paginate(selectors.task_list(principal=principal(request), status=status, plan_id=plan_id), limit, offset)
+
+
+@router.get("/tasks/{task_id}", response={200: TaskDetailOut, **ERRORS},
+            summary="A task with its instruments and the finding recorded for each")
+def get_task(request: HttpRequest, task_id: int) -> Any:
+    task = selectors.task_get(principal=principal(request), pk=task_id)
+    rows = selectors.task_rows(task)
+    instruments = [{"id": r.instrument.pk, "device_id": r.instrument.device_id,
+                    "instrument_type": r.instrument.instrument_type_id, "sw_hash": r.instrument.sw_hash,
+                    "finding": FindingOut.from_orm(r.finding).dict() if r.finding else None} for r in rows]
+    setattr(task, "instruments", instruments)  # noqa: B010  (read by TaskDetailOut, not a model field)
+    return task
+
+
+@router.post("/tasks/{task_id}/findings", response={201: FindingOut, **ERRORS},
+             summary="Record a finding (and the spot-check's test points) for one instrument of the task")
+def create_finding(request: HttpRequest, task_id: int, payload: FindingIn) -> Any:
+    return Status(201, services.finding_record(actor=principal(request), task_id=task_id, **payload.dict()))
+
+
+@router.post("/tasks/{task_id}/complete", response={200: TaskOut, **ERRORS},
+             summary="Complete a task once every instrument has a finding")
+def complete_task(request: HttpRequest, task_id: int, payload: TaskCompleteIn) -> Any:
+    return services.task_complete(actor=principal(request), task_id=task_id, summary=payload.summary)
+
+
+@router.get("/cases", response={200: Page[CaseOut], **ERRORS}, summary="Cases (案件) in your scope")
+def list_cases(request: HttpRequest, status: str = "", limit: int | None = None, offset: int | None = None) -> Any:
+    return paginate(selectors.case_list(principal=principal(request), status=status), limit, offset)
+
+
+@router.get("/cases/{case_id}", response={200: CaseOut, **ERRORS})
+def get_case(request: HttpRequest, case_id: int) -> Any:
+    return selectors.case_get(principal=principal(request), pk=case_id)
+
+
+@router.post("/cases/{case_id}/rectify", response={200: CaseOut, **ERRORS},
+             summary="Record the rectification: reported by the entity, or confirmed (closing the case)")
+def rectify_case(request: HttpRequest, case_id: int, payload: RectifyIn) -> Any:
+    return services.case_rectify(actor=principal(request), case_id=case_id, note=payload.note,
+                                 rectified_on=payload.rectified_on)
+
+
+@router.get("/conflicts", response={200: Page[ConflictOut], **ERRORS},
+            summary="Declared conflicts of interest (利益冲突声明) in your scope")
+def list_conflicts(request: HttpRequest, limit: int | None = None, offset: int | None = None) -> Any:
+    return paginate(selectors.conflict_list(principal=principal(request)), limit, offset)
+
+
+@router.post("/conflicts", response={201: ConflictOut, **ERRORS},
+             summary="Declare a conflict of interest: the inspector is never drawn for that organisation")
+def declare_conflict(request: HttpRequest, payload: ConflictIn) -> Any:
+    return Status(201, services.conflict_declare(actor=principal(request), **payload.dict()))
+
+
+@router.post("/plans/{plan_id}/results/publish", response={200: PlanOut, **ERRORS},
+             summary="Publish the plan's results (一公开) once every task is completed")
+def publish_results(request: HttpRequest, plan_id: int) -> Any:
+    return services.results_publish(actor=principal(request), plan_id=plan_id)
+
+
+@public_router.get("/public/plans/{plan_id}/results", auth=None, response={200: PublicResultsOut, **ERRORS},
+                   summary="A plan's published results: per target the name, date, conclusion and case outcome")
+def plan_results(request: HttpRequest, plan_id: int) -> Any:
+    try:
+        plan = selectors.public_plan_get(pk=plan_id)
+    except NotFound:
+        raise NotFound(f"no published results for plan {plan_id}") from None
+    rows = selectors.plan_results(plan)
+    if rows is None:
+        raise NotFound(f"no published results for plan {plan_id}")
+    return {"plan_id": plan.pk, "plan_name": plan.name, "results_published_at": plan.results_published_at,
+            "results": [r.as_dict() for r in rows]}

@@ -7,6 +7,7 @@ Forms only parse and check the shape of input; what a person may create or run i
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -91,3 +92,119 @@ class DrawForm(forms.Form):
 
     def __init__(self, data: Any = None) -> None:
         super().__init__(data, label_suffix="")
+
+
+# ------------------------------------------------------------------------------------------ inspections
+
+YES_NO = [("yes", _("是")), ("no", _("否"))]
+SEAL = [("yes", _("完好")), ("no", _("破损")), ("", _("未检查"))]
+SCALE_POINTS = 3  # rows of (load, error) offered for a scale on the phone form
+
+
+class FindingForm(forms.Form):
+    """``POST /tasks/<id>/findings/``: what was found at one instrument.  For a scale the test points are
+    rows of load and error in grams; any other type takes its test points as JSON (SPEC 3.3)."""
+
+    instrument_id = forms.IntegerField(widget=forms.HiddenInput)
+    present = forms.ChoiceField(label=_("器具在场"), choices=YES_NO, widget=forms.RadioSelect, initial="yes")
+    seal_intact = forms.ChoiceField(label=_("封印"), choices=SEAL, widget=forms.RadioSelect, required=False,
+                                    initial="yes")
+    sw_hash_shown = forms.CharField(
+        label=_("显示的软件校验和"), max_length=128, required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "off", "spellcheck": "false"}),
+        help_text=_("抄录器具显示的校验和，与备案值比对；不填表示未检查"))
+    points_json = forms.CharField(label=_("检定点（JSON）"), required=False,
+                                  widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+                                  help_text=_("如 [{\"point\": \"Imax\", \"error_pct\": 0.3}]；不填表示未做抽查检定"))
+    note = forms.CharField(label=_("备注"), max_length=500, required=False,
+                           widget=forms.TextInput(attrs={"autocomplete": "off"}))
+
+    def __init__(self, data: Any = None, *, instrument_id: int, is_scale: bool, prefix: str | None = None) -> None:
+        super().__init__(data, initial={"instrument_id": instrument_id}, label_suffix="", prefix=prefix)
+        self.is_scale = is_scale
+        if is_scale:
+            del self.fields["points_json"]
+            for i in range(1, SCALE_POINTS + 1):
+                self.fields[f"load_{i}"] = forms.DecimalField(
+                    label=_("载荷（g）"), required=False, min_value=0, max_digits=12, decimal_places=3,
+                    widget=forms.NumberInput(attrs={"inputmode": "decimal", "step": "any"}))
+                self.fields[f"error_{i}"] = forms.DecimalField(
+                    label=_("示值误差（g）"), required=False, max_digits=12, decimal_places=3,
+                    widget=forms.NumberInput(attrs={"inputmode": "decimal", "step": "any"}))
+
+    @property
+    def point_rows(self) -> list[tuple[forms.BoundField, forms.BoundField]]:
+        if not self.is_scale:
+            return []
+        return [(self[f"load_{i}"], self[f"error_{i}"]) for i in range(1, SCALE_POINTS + 1)]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        points: list[dict[str, Any]] = []
+        if self.is_scale:
+            for i in range(1, SCALE_POINTS + 1):
+                load, error = data.get(f"load_{i}"), data.get(f"error_{i}")
+                if (load is None) != (error is None):
+                    self.add_error(f"error_{i}" if error is None else f"load_{i}", _("载荷和示值误差需同时填写。"))
+                elif load is not None and error is not None:
+                    points.append({"load_g": float(load), "error_g": float(error)})
+        elif (raw := (data.get("points_json") or "").strip()):
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, list) or not all(isinstance(p, dict) for p in parsed):
+                self.add_error("points_json", _("请填写检定点列表（JSON）。"))
+            else:
+                points = parsed
+        if data.get("present") == "no" and (points or data.get("seal_intact") == "no"
+                                            or (data.get("sw_hash_shown") or "").strip()):
+            self.add_error("present", _("器具不在场时不能填写检查结果。"))
+        data["points"] = points
+        return data
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`jiliang.supervision.services.finding_record` (valid form only)."""
+        d = self.cleaned_data
+        present = d["present"] == "yes"
+        seal = {"yes": True, "no": False}.get(d.get("seal_intact") or "") if present else None
+        return {"instrument_id": d["instrument_id"], "present": present, "seal_intact": seal,
+                "sw_hash_shown": (d.get("sw_hash_shown") or "").strip() if present else "",
+                "points": d["points"] or None, "note": d.get("note") or ""}
+
+
+class TaskCompleteForm(forms.Form):
+    summary = forms.CharField(label=_("检查小结"), max_length=500, required=False,
+                              widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, data: Any = None) -> None:
+        super().__init__(data, label_suffix="")
+
+
+class RectifyForm(forms.Form):
+    """``POST /cases/<id>/rectify/``: what was done to correct, and when."""
+
+    note = forms.CharField(label=_("整改情况"), max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+    rectified_on = forms.DateField(label=_("整改完成日期"), required=False,
+                                   widget=forms.DateInput(attrs={"type": "date"}, format=ISO_DATE))
+
+    def __init__(self, data: Any = None) -> None:
+        super().__init__(data, initial={"rectified_on": timezone.localdate()}, label_suffix="")
+
+
+class ConflictForm(forms.Form):
+    """``POST /conflicts/``: the organisation (by credit code) and the reason; a regulator also names the
+    inspector (by user name)."""
+
+    organization = forms.CharField(
+        label=_("单位统一社会信用代码"), max_length=18,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters"}))
+    reason = forms.CharField(label=_("回避事由"), max_length=300,
+                             widget=forms.TextInput(attrs={"placeholder": _("如：近亲属在该单位任职")}))
+    inspector = forms.CharField(label=_("执法人员用户名"), max_length=150, required=False,
+                                help_text=_("监管人员代辖区执法人员申报时填写"))
+
+    def __init__(self, data: Any = None, *, for_self: bool) -> None:
+        super().__init__(data, label_suffix="")
+        if for_self:
+            del self.fields["inspector"]

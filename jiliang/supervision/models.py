@@ -110,6 +110,9 @@ class InspectionPlan(models.Model):
     committed_at = models.DateTimeField(_("承诺时间"), null=True, blank=True)
     drawn_at = models.DateTimeField(_("抽取时间"), null=True, blank=True)
     published_at = models.DateTimeField(_("公开时间"), null=True, blank=True)
+    # The inspectors' draw (jiliang-pairing-v1): inputs and outcome, public with the bundle (opaque ids only).
+    pairing = models.JSONField(_("执法人员匹配"), default=dict, blank=True)
+    results_published_at = models.DateTimeField(_("结果公开时间"), null=True, blank=True)
 
     objects = PlanQuerySet.as_manager()
 
@@ -122,3 +125,185 @@ class InspectionPlan(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# ------------------------------------------------------------------------------------------ inspections
+
+
+def _restrict(qs: Any, rule_name: str, principal: Any, action: str) -> Any:
+    """Row-level scope through the central ``apply`` (rules in :mod:`jiliang.supervision.policy`; the
+    inspection rules need the person's own id, so they are bound to it here)."""
+    from jiliang.registry.policy import apply
+    from jiliang.supervision import policy
+
+    return apply(qs, policy.bound(rule_name, principal), principal, action)
+
+
+class ConflictQuerySet(models.QuerySet["ConflictDeclaration"]):
+    def restrict(self, principal: Any, action: str = "view") -> ConflictQuerySet:
+        return _restrict(self, "conflict_q", principal, action)  # type: ignore[no-any-return]
+
+
+class ConflictDeclaration(models.Model):
+    """A declared conflict of interest (利益冲突声明): the inspector is never drawn for this organisation."""
+
+    inspector = models.ForeignKey("accounts.User", verbose_name=_("执法人员"), on_delete=models.PROTECT,
+                                  related_name="conflicts")
+    organization = models.ForeignKey("registry.Organization", verbose_name=_("单位"), on_delete=models.PROTECT,
+                                     related_name="+")
+    reason = models.CharField(_("回避事由"), max_length=300)
+    declared_at = models.DateTimeField(_("声明时间"), auto_now_add=True)
+    declared_by = models.CharField(_("声明人"), max_length=150)
+
+    objects = ConflictQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("利益冲突声明")
+        verbose_name_plural = _("利益冲突声明")
+        ordering = ["-declared_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["inspector", "organization"], name="conflict_once")]
+
+    def __str__(self) -> str:
+        return f"{self.inspector_id} ↔ {self.organization_id}"
+
+
+class TaskQuerySet(models.QuerySet["InspectionTask"]):
+    def restrict(self, principal: Any, action: str = "view") -> TaskQuerySet:
+        return _restrict(self, "task_q", principal, action)  # type: ignore[no-any-return]
+
+
+class InspectionTask(models.Model):
+    """An inspection task (检查任务): one drawn entity of a plan and the two inspectors drawn for it
+    (jiliang-pairing-v1); assigned → in_progress (first finding) → completed.  A task without two eligible
+    inspectors is created unassigned with the reason."""
+
+    class Status(models.TextChoices):
+        UNASSIGNED = "unassigned", _("未分派")
+        ASSIGNED = "assigned", _("已分派")
+        IN_PROGRESS = "in_progress", _("检查中")
+        COMPLETED = "completed", _("已完成")
+
+    class Conclusion(models.TextChoices):
+        PENDING = "", _("未出结论")
+        CONFORMING = "conforming", _("未发现问题")
+        NONCONFORMING = "nonconforming", _("发现问题")
+
+    plan = models.ForeignKey(InspectionPlan, verbose_name=_("抽查计划"), on_delete=models.PROTECT,
+                             related_name="tasks")
+    entity = models.ForeignKey("registry.Organization", verbose_name=_("检查对象"), on_delete=models.PROTECT,
+                               related_name="inspection_tasks")
+    inspector_1 = models.ForeignKey("accounts.User", verbose_name=_("执法人员甲"), null=True, blank=True,
+                                    on_delete=models.PROTECT, related_name="+")
+    inspector_2 = models.ForeignKey("accounts.User", verbose_name=_("执法人员乙"), null=True, blank=True,
+                                    on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(_("状态"), max_length=12, choices=Status.choices, default=Status.ASSIGNED)
+    unassigned_reason = models.CharField(_("未分派原因"), max_length=40, blank=True)
+    conclusion = models.CharField(_("检查结论"), max_length=14, choices=Conclusion.choices, blank=True, default="")
+    summary = models.CharField(_("检查小结"), max_length=500, blank=True)
+    created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+    started_at = models.DateTimeField(_("开始时间"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("完成时间"), null=True, blank=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("检查任务")
+        verbose_name_plural = _("检查任务")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "entity"], name="task_once_per_plan"),
+            models.CheckConstraint(condition=~models.Q(inspector_1=models.F("inspector_2")),
+                                   name="task_two_different_inspectors"),
+        ]
+        indexes = [models.Index(fields=["entity", "created_at"], name="task_entity_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.plan_id}/{self.entity_id}"
+
+    @property
+    def inspector_ids(self) -> set[int]:
+        return {i for i in (self.inspector_1_id, self.inspector_2_id) if i is not None}
+
+
+class FindingQuerySet(models.QuerySet["Finding"]):
+    def restrict(self, principal: Any, action: str = "view") -> FindingQuerySet:
+        return _restrict(self, "finding_q", principal, action)  # type: ignore[no-any-return]
+
+
+class Finding(models.Model):
+    """What the inspectors found at one instrument (现场检查记录): present, seal, software checksum shown
+    against the filed one, and the spot-check verification (抽查检定) judged by the MPE engine."""
+
+    task = models.ForeignKey(InspectionTask, verbose_name=_("检查任务"), on_delete=models.PROTECT,
+                             related_name="findings")
+    instrument = models.ForeignKey("registry.Instrument", verbose_name=_("计量器具"), on_delete=models.PROTECT,
+                                   db_constraint=False, related_name="+")
+    present = models.BooleanField(_("器具在场"))
+    seal_intact = models.BooleanField(_("封印完好"), null=True, blank=True)
+    sw_hash_shown = models.CharField(_("显示的软件校验和"), max_length=128, blank=True)
+    sw_hash_filed = models.CharField(_("备案的软件校验和"), max_length=128, blank=True)
+    sw_match = models.BooleanField(_("软件校验和一致"), null=True, blank=True)
+    verification = models.ForeignKey("verification.Verification", verbose_name=_("抽查检定记录"), null=True,
+                                     blank=True, on_delete=models.PROTECT, related_name="+")
+    conforming = models.BooleanField(_("合格"))
+    problems = models.JSONField(_("问题"), default=list, blank=True)
+    note = models.CharField(_("备注"), max_length=500, blank=True)
+    recorded_by = models.CharField(_("记录人"), max_length=150)
+    recorded_at = models.DateTimeField(_("记录时间"), auto_now_add=True)
+
+    objects = FindingQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("检查记录")
+        verbose_name_plural = _("检查记录")
+        ordering = ["task_id", "id"]
+        constraints = [models.UniqueConstraint(fields=["task", "instrument"], name="finding_once_per_instrument")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id}/{self.instrument_id}"
+
+
+class CaseQuerySet(models.QuerySet["Case"]):
+    def restrict(self, principal: Any, action: str = "view") -> CaseQuerySet:
+        return _restrict(self, "case_q", principal, action)  # type: ignore[no-any-return]
+
+
+class Case(models.Model):
+    """A case (案件) opened by a failing finding: legal basis (法律依据), the order to correct (责令改正) with a
+    rectification deadline, and its follow-up.  open → rectification_due (deadline near) → rectified
+    (reported by the entity) / escalated (deadline passed) → closed (rectification confirmed)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("已立案")
+        RECTIFICATION_DUE = "rectification_due", _("整改即将到期")
+        RECTIFIED = "rectified", _("已报整改")
+        ESCALATED = "escalated", _("逾期未整改")
+        CLOSED = "closed", _("已结案")
+
+    task = models.ForeignKey(InspectionTask, verbose_name=_("检查任务"), on_delete=models.PROTECT,
+                             related_name="cases")
+    finding = models.OneToOneField(Finding, verbose_name=_("检查记录"), on_delete=models.PROTECT,
+                                   related_name="case")
+    entity = models.ForeignKey("registry.Organization", verbose_name=_("当事人"), on_delete=models.PROTECT,
+                               related_name="metrology_cases")
+    violations = models.JSONField(_("违法事实"), default=list)
+    legal_basis = models.TextField(_("法律依据"))
+    order = models.TextField(_("责令改正"))
+    deadline = models.DateField(_("整改期限"))
+    status = models.CharField(_("状态"), max_length=20, choices=Status.choices, default=Status.OPEN)
+    rectification_note = models.CharField(_("整改情况"), max_length=500, blank=True)
+    rectified_on = models.DateField(_("整改完成日期"), null=True, blank=True)
+    opened_at = models.DateTimeField(_("立案时间"), auto_now_add=True)
+    escalated_at = models.DateTimeField(_("移交时间"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("结案时间"), null=True, blank=True)
+
+    objects = CaseQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("案件")
+        verbose_name_plural = _("案件")
+        ordering = ["-opened_at", "-id"]
+        indexes = [models.Index(fields=["status", "deadline"], name="case_status_deadline_idx")]
+
+    def __str__(self) -> str:
+        return f"case {self.pk} ({self.entity_id})"

@@ -12,15 +12,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Func, IntegerField, QuerySet
+from django.db.models import Case as Case_
+from django.db.models import Func, IntegerField, Q, QuerySet, Value, When
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from jiliang.accounts.roles import Role, Scope
 from jiliang.core.errors import NotFound
 from jiliang.engine.credit import GRADES
 from jiliang.portal.templatetags.jiliang_ui import localized_name
-from jiliang.registry.models import InstrumentType, Organization, Region
-from jiliang.supervision.models import InspectionPlan
+from jiliang.registry.models import Instrument, InstrumentType, Organization, Region
+from jiliang.supervision.models import Case, ConflictDeclaration, Finding, InspectionPlan, InspectionTask
 
 Status = InspectionPlan.Status
 # The lifecycle in order, with the timestamp field that records when each step was reached.
@@ -247,3 +249,163 @@ def type_names(keys: Sequence[str]) -> list[str]:
         return [_("全部类型")]
     found = {t.key: localized_name(t.name_zh, t.name_en) for t in InstrumentType.objects.filter(key__in=keys)}
     return [found.get(k, k) for k in keys]
+
+
+# ------------------------------------------------------------------------------------------ inspections
+
+TASK_TONE: dict[str, str] = {"unassigned": "danger", "assigned": "info", "in_progress": "warn", "completed": "ok"}
+CASE_ORDER = ("escalated", "rectification_due", "open", "rectified", "closed")
+CASE_TONE: dict[str, str] = {"open": "warn", "rectification_due": "warn", "rectified": "info",
+                             "escalated": "danger", "closed": "ok"}
+
+
+def unassigned_reason_text(code: str) -> str:
+    """A pairing reason code in the page's language."""
+    from jiliang.engine import pairing
+
+    return {pairing.FEWER_THAN_TWO: _("符合条件的执法人员不足两名（已排除申报利益冲突的人员）"),
+            pairing.ONLY_PREVIOUS_PAIR: _("符合条件的执法人员只有上次检查该对象的两人")}.get(code, code)
+
+
+def task_list(*, principal: Any, status: str = "", plan_id: int | None = None) -> QuerySet[InspectionTask]:
+    """Inspection tasks (检查任务) in the person's scope, open ones first, newest first."""
+    qs = (InspectionTask.objects.restrict(principal, "view")
+          .select_related("plan", "entity", "inspector_1", "inspector_2"))
+    if status:
+        qs = qs.filter(status=status)
+    if plan_id is not None:
+        qs = qs.filter(plan_id=plan_id)
+    return qs.order_by("completed_at", "-created_at", "-id")
+
+
+def task_get(*, principal: Any, pk: int) -> InspectionTask:
+    """One task in the person's scope, or :class:`NotFound`."""
+    task = (InspectionTask.objects.restrict(principal, "view")
+            .select_related("plan", "plan__region", "entity", "inspector_1", "inspector_2").filter(pk=pk).first())
+    if task is None:
+        raise NotFound(f"task {pk} not found")
+    return task
+
+
+def may_record_findings(*, principal: Any, task: InspectionTask) -> bool:
+    """Whether the person is one of the task's two inspectors (or an administrator) and the task is open."""
+    return (task.status in (InspectionTask.Status.ASSIGNED, InspectionTask.Status.IN_PROGRESS)
+            and InspectionTask.objects.restrict(principal, "change").filter(pk=task.pk).exists())
+
+
+@dataclass(frozen=True)
+class InstrumentRow:
+    """One instrument on a task's list with its finding (None while not yet checked)."""
+
+    instrument: Instrument
+    finding: Finding | None
+
+
+def task_rows(task: InspectionTask) -> list[InstrumentRow]:
+    """The task's instruments with their findings (two queries).  The task was already scoped, and the
+    assignment is what lets its inspectors see these instruments, whatever their own region."""
+    from jiliang.supervision.services import task_instruments
+
+    findings = {f.instrument_id: f for f in Finding.objects.filter(task=task).select_related("verification")}
+    instruments = task_instruments(task).select_related("instrument_type", "place")
+    return [InstrumentRow(instrument=i, finding=findings.get(i.pk)) for i in instruments]
+
+
+def case_list(*, principal: Any, status: str = "") -> QuerySet[Case]:
+    """Cases (案件) in the person's scope: the ones needing action first (by deadline)."""
+    qs = Case.objects.restrict(principal, "view").select_related("entity", "task", "finding__instrument")
+    if status:
+        qs = qs.filter(status=status)
+    # escalated and due first, then open, reported, closed last
+    rank = Case_(*[When(status=st, then=Value(i)) for i, st in enumerate(CASE_ORDER)], default=Value(9),
+                 output_field=IntegerField())
+    return qs.annotate(status_rank=rank).order_by("status_rank", "deadline", "-id")
+
+
+def case_get(*, principal: Any, pk: int) -> Case:
+    """One case in the person's scope, or :class:`NotFound`."""
+    case = (Case.objects.restrict(principal, "view")
+            .select_related("entity", "task__plan", "finding__instrument", "finding__verification")
+            .filter(pk=pk).first())
+    if case is None:
+        raise NotFound(f"case {pk} not found")
+    return case
+
+
+def may_follow_up_case(*, principal: Any, case: Case) -> bool:
+    """Whether the person may record (or, for the entity, report) the rectification of an open case."""
+    return (case.status != Case.Status.CLOSED
+            and Case.objects.restrict(principal, "change").filter(pk=case.pk).exists())
+
+
+def conflict_list(*, principal: Any) -> QuerySet[ConflictDeclaration]:
+    """Declared conflicts of interest (利益冲突声明) in the person's scope, newest first."""
+    return ConflictDeclaration.objects.restrict(principal, "view").select_related("inspector", "organization")
+
+
+def may_declare_conflict(*, principal: Any) -> bool:
+    scope = Scope.of(principal)
+    return scope.is_admin or scope.role in (Role.INSPECTOR, Role.REGULATOR)
+
+
+def conflict_organizations(*, principal: Any, query: str = "", limit: int = 50) -> list[Organization]:
+    """Organisations an inspector may name in a declaration: those in its region (by name or credit code)."""
+    qs = Organization.objects.restrict(principal, "view").order_by("name")
+    if query:
+        qs = qs.filter(Q(name__icontains=query) | Q(uscc__icontains=query))
+    return list(qs[:limit])
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One target's published result (一公开): public name and credit code, date, conclusion, case outcome.
+    Never the inspectors, phones or any other private field."""
+
+    uscc: str
+    name: str
+    inspected_on: dt.date | None
+    conclusion: str
+    conclusion_label: str
+    case_outcome: str
+    case_outcome_label: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"uscc": self.uscc, "name": self.name,
+                "inspected_on": self.inspected_on.isoformat() if self.inspected_on else None,
+                "conclusion": self.conclusion, "case_outcome": self.case_outcome}
+
+
+def _outcome_label(outcome: str) -> str:
+    return {"none": _("无案件"), "rectifying": _("整改中"), "rectified": _("已整改"),
+            "escalated": _("逾期未整改，已移交")}[outcome]
+
+
+def _outcome(statuses: list[str]) -> str:
+    if not statuses:
+        return "none"
+    if any(s == Case.Status.ESCALATED for s in statuses):
+        return "escalated"
+    if all(s == Case.Status.CLOSED for s in statuses):
+        return "rectified"
+    return "rectifying"
+
+
+def plan_results(plan: InspectionPlan) -> list[ResultRow] | None:
+    """The published results of a plan, or None before the regulator publishes them."""
+    if plan.results_published_at is None or plan.status != Status.PUBLISHED:
+        return None
+    tasks = list(InspectionTask.objects.filter(plan=plan).select_related("entity").order_by("entity__uscc"))
+    cases: dict[int, list[str]] = {}
+    for task_id, st in Case.objects.filter(task__plan=plan).values_list("task_id", "status"):
+        cases.setdefault(task_id, []).append(st)
+    labels = dict(InspectionTask.Conclusion.choices)
+    out = []
+    for t in tasks:
+        conclusion = t.conclusion if t.status == InspectionTask.Status.COMPLETED else "not_inspected"
+        outcome = _outcome(cases.get(t.pk, []))
+        out.append(ResultRow(
+            uscc=t.entity.uscc, name=t.entity.name,
+            inspected_on=timezone.localdate(t.completed_at) if t.completed_at else None,
+            conclusion=conclusion, conclusion_label=str(labels.get(conclusion, _("未检查"))),
+            case_outcome=outcome, case_outcome_label=_outcome_label(outcome)))
+    return out

@@ -14,3 +14,15 @@ urlpatterns = [
     path("plans/<int:pk>/publish/", views.plan_publish, name="plan_publish"),
     path("public/plans/<int:pk>/", views.public_plan, name="public_plan"),
 ]
+
+urlpatterns += [
+    path("tasks/", views.task_list, name="task_list"),
+    path("tasks/<int:pk>/", views.task_detail, name="task_detail"),
+    path("tasks/<int:pk>/instruments/<int:instrument_id>/finding/", views.finding_create, name="finding_create"),
+    path("tasks/<int:pk>/complete/", views.task_complete, name="task_complete"),
+    path("cases/", views.case_list, name="case_list"),
+    path("cases/<int:pk>/", views.case_detail, name="case_detail"),
+    path("cases/<int:pk>/rectify/", views.case_rectify, name="case_rectify"),
+    path("conflicts/", views.conflict_list, name="conflict_list"),
+    path("plans/<int:pk>/results/publish/", views.results_publish, name="results_publish"),
+]

@@ -16,14 +16,18 @@ from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from jiliang.accounts.models import User
+from jiliang.accounts.roles import ORG_ROLES, Role, Scope
 from jiliang.core.errors import JiliangError, NotFound, PermissionDenied
+from jiliang.registry.models import Organization
 from jiliang.registry.views import scoped
 from jiliang.supervision import selectors, services
-from jiliang.supervision.forms import DrawForm, PlanCreateForm
-from jiliang.supervision.models import InspectionPlan
+from jiliang.supervision.forms import ConflictForm, DrawForm, FindingForm, PlanCreateForm, RectifyForm, TaskCompleteForm
+from jiliang.supervision.models import Case, InspectionPlan, InspectionTask
 
 # The detail page lists at most this many targets above the (paginated) frame table.
 TARGETS_SHOWN = 200
@@ -99,6 +103,9 @@ def _detail_context(request: HttpRequest, plan: InspectionPlan, draw_form: DrawF
         "publication": selectors.plan_publication(plan),
         "bundle_url": reverse("api:plan_bundle", args=[plan.pk]),
         "public_url": reverse("supervision:public_plan", args=[plan.pk]),
+        "tasks": list(selectors.task_list(principal=request.user, plan_id=plan.pk)[:TARGETS_SHOWN]),
+        "task_tones": selectors.TASK_TONE,
+        "results": selectors.plan_results(plan),
     }
 
 
@@ -185,6 +192,217 @@ def public_plan(request: HttpRequest, pk: int) -> HttpResponse:
         "targets": selectors.frame_rows(list(targets.object_list), plan.selected),
         "publication": selectors.plan_publication(plan),
         "bundle_url": reverse("api:plan_bundle", args=[plan.pk]),
+        "results": selectors.plan_results(plan),
+        "results_url": reverse("api:plan_results", args=[plan.pk]),
     })
     response["X-Robots-Tag"] = "noindex"
     return response
+
+
+# ------------------------------------------------------------------------------------------ inspections
+# Tasks (检查任务) with the phone form for findings, cases (案件) and their rectification, conflict
+# declarations (利益冲突声明), and the publication of results (一公开).
+
+def _problem_text(exc: JiliangError) -> str:
+    """A service's refusal with its per-field reasons (the reasons come from the MPE engine or the service)."""
+    if exc.code == "invalid_state":
+        return _("状态已变化，无法执行该操作，请刷新页面后查看。")
+    reasons = "；".join(str(p.reason) for p in exc.details if p.reason)
+    return f"{exc.message}（{reasons}）" if reasons else exc.message
+
+
+@scoped
+@require_safe
+def task_list(request: HttpRequest) -> HttpResponse:
+    """``/tasks/``: inspection tasks in the person's scope (an inspector: the ones it was drawn for)."""
+    status = request.GET.get("status", "")
+    if status not in dict(InspectionTask.Status.choices):
+        status = ""
+    page = _page(request, selectors.task_list(principal=request.user, status=status))
+    return render(request, "supervision/task_list.html", {
+        "page": page, "tasks": list(page.object_list), "status": status,
+        "statuses": InspectionTask.Status.choices, "tones": selectors.TASK_TONE,
+    })
+
+
+def _task_context(request: HttpRequest, task: InspectionTask,
+                  bound: tuple[int, FindingForm] | None = None) -> dict[str, Any]:
+    may_record = selectors.may_record_findings(principal=request.user, task=task)
+    rows = []
+    for row in selectors.task_rows(task):
+        form = None
+        if may_record and row.finding is None:
+            pk = row.instrument.pk
+            form = bound[1] if bound and bound[0] == pk else FindingForm(
+                instrument_id=pk, is_scale=row.instrument.instrument_type_id == "scale", prefix=f"i{pk}")
+        rows.append({"instrument": row.instrument, "finding": row.finding, "form": form})
+    return {
+        "task": task, "rows": rows, "may_record": may_record,
+        "tone": selectors.TASK_TONE.get(task.status, "neutral"),
+        "reason": selectors.unassigned_reason_text(task.unassigned_reason) if task.unassigned_reason else "",
+        "checked": sum(1 for r in rows if r["finding"] is not None),
+        "cases": list(selectors.case_list(principal=request.user).filter(task=task)),
+        "case_tones": selectors.CASE_TONE, "complete_form": TaskCompleteForm(),
+    }
+
+
+@scoped
+@require_safe
+def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """``/tasks/<id>/``: the entity, the two inspectors and each instrument with its finding or the form."""
+    task = selectors.task_get(principal=request.user, pk=pk)
+    return render(request, "supervision/task_detail.html", _task_context(request, task))
+
+
+@scoped
+@require_POST
+def finding_create(request: HttpRequest, pk: int, instrument_id: int) -> HttpResponse:
+    """``POST /tasks/<id>/instruments/<instrument>/finding/``: one instrument's finding; a failure opens a case."""
+    task = selectors.task_get(principal=request.user, pk=pk)
+    inst = next((r.instrument for r in selectors.task_rows(task) if r.instrument.pk == instrument_id), None)
+    if inst is None:
+        raise Http404("not on the task's list")
+    form = FindingForm(request.POST, instrument_id=instrument_id, is_scale=inst.instrument_type_id == "scale",
+                       prefix=f"i{instrument_id}")
+    if form.is_valid():
+        kwargs = form.to_kwargs()
+        kwargs["instrument_id"] = instrument_id
+        try:
+            finding = services.finding_record(actor=request.user, task_id=pk, **kwargs)
+        except (NotFound, PermissionDenied):
+            raise
+        except JiliangError as exc:
+            form.add_error(None, _problem_text(exc))
+        else:
+            if finding.conforming:
+                messages.success(request, _("已记录 %(device)s 的检查结果：未发现问题。") % {"device": inst.device_id})
+            else:
+                messages.error(request, _("已记录 %(device)s 的检查结果：不合格，已立案并责令改正。")
+                               % {"device": inst.device_id})
+            return redirect(f"{reverse('supervision:task_detail', args=[pk])}#instrument-{instrument_id}")
+    task = selectors.task_get(principal=request.user, pk=pk)
+    return render(request, "supervision/task_detail.html", _task_context(request, task, bound=(instrument_id, form)),
+                  status=400)
+
+
+@scoped
+@require_POST
+def task_complete(request: HttpRequest, pk: int) -> HttpResponse:
+    """``POST /tasks/<id>/complete/``: close the task once every instrument has a finding."""
+    form = TaskCompleteForm(request.POST)
+    summary = form.cleaned_data["summary"] if form.is_valid() else ""
+    try:
+        services.task_complete(actor=request.user, task_id=pk, summary=summary)
+    except (NotFound, PermissionDenied):
+        raise
+    except JiliangError as exc:
+        messages.error(request, _("还有器具未记录检查结果，不能完成任务。") if exc.code == "validation_failed"
+                       else _problem_text(exc))
+    else:
+        messages.success(request, _("检查任务已完成。"))
+    return redirect("supervision:task_detail", pk=pk)
+
+
+@scoped
+@require_safe
+def case_list(request: HttpRequest) -> HttpResponse:
+    """``/cases/``: cases in the person's scope, the ones needing action first."""
+    status = request.GET.get("status", "")
+    if status not in dict(Case.Status.choices):
+        status = ""
+    page = _page(request, selectors.case_list(principal=request.user, status=status))
+    return render(request, "supervision/case_list.html", {
+        "page": page, "cases": list(page.object_list), "status": status, "statuses": Case.Status.choices,
+        "tones": selectors.CASE_TONE, "today": timezone.localdate(),
+    })
+
+
+def _case_context(request: HttpRequest, case: Case, form: RectifyForm | None = None) -> dict[str, Any]:
+    scope = Scope.of(request.user)
+    return {"case": case, "tone": selectors.CASE_TONE.get(case.status, "neutral"),
+            "may_follow_up": selectors.may_follow_up_case(principal=request.user, case=case),
+            "by_entity": not scope.is_admin and scope.role in ORG_ROLES,
+            "form": form or RectifyForm(), "today": timezone.localdate()}
+
+
+@scoped
+@require_safe
+def case_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """``/cases/<id>/``: the violation, legal basis, order, deadline and the rectification."""
+    case = selectors.case_get(principal=request.user, pk=pk)
+    return render(request, "supervision/case_detail.html", _case_context(request, case))
+
+
+@scoped
+@require_POST
+def case_rectify(request: HttpRequest, pk: int) -> HttpResponse:
+    """``POST /cases/<id>/rectify/``: the entity reports its rectification, a regulator or inspector closes."""
+    form = RectifyForm(request.POST)
+    if form.is_valid():
+        try:
+            case = services.case_rectify(actor=request.user, case_id=pk, note=form.cleaned_data["note"],
+                                         rectified_on=form.cleaned_data["rectified_on"])
+        except (NotFound, PermissionDenied):
+            raise
+        except JiliangError as exc:
+            form.add_error(None, _problem_text(exc))
+        else:
+            messages.success(request, _("案件已结案，整改完成已记入信用档案。") if case.status == Case.Status.CLOSED
+                             else _("已报告整改情况，等待监管人员确认。"))
+            return redirect("supervision:case_detail", pk=pk)
+    case = selectors.case_get(principal=request.user, pk=pk)
+    return render(request, "supervision/case_detail.html", _case_context(request, case, form), status=400)
+
+
+@scoped
+@require_http_methods(["GET", "POST"])
+def conflict_list(request: HttpRequest) -> HttpResponse:
+    """``/conflicts/``: declared conflicts of interest; inspectors declare their own, regulators for
+    inspectors in their region."""
+    may_declare = selectors.may_declare_conflict(principal=request.user)
+    for_self = Scope.of(request.user).role == Role.INSPECTOR
+    form = ConflictForm(request.POST if request.method == "POST" else None, for_self=for_self) if may_declare \
+        else None
+    if request.method == "POST":
+        if form is None:
+            raise PermissionDenied(_("只有执法人员和监管人员可以申报利益冲突"))
+        if form.is_valid():
+            org = Organization.objects.filter(uscc=form.cleaned_data["organization"].strip().upper()).first()
+            inspector = None
+            if not for_self:
+                inspector = User.objects.filter(username=form.cleaned_data.get("inspector", "").strip()).first()
+            if org is None:
+                form.add_error("organization", _("没有这个统一社会信用代码的单位。"))
+            elif not for_self and inspector is None:
+                form.add_error("inspector", _("没有这个用户名的执法人员。"))
+            else:
+                try:
+                    services.conflict_declare(actor=request.user, organization_id=org.pk,
+                                              reason=form.cleaned_data["reason"],
+                                              inspector_id=inspector.pk if inspector else None)
+                except (NotFound, PermissionDenied, JiliangError) as exc:
+                    form.add_error(None, exc.message)
+                else:
+                    messages.success(request, _("已申报利益冲突：今后抽取时不会再指派该执法人员检查%(name)s。")
+                                     % {"name": org.name})
+                    return redirect("supervision:conflict_list")
+    page = _page(request, selectors.conflict_list(principal=request.user))
+    return render(request, "supervision/conflict_list.html", {
+        "page": page, "conflicts": list(page.object_list), "form": form,
+    }, status=400 if form is not None and form.errors else 200)
+
+
+@scoped
+@require_POST
+def results_publish(request: HttpRequest, pk: int) -> HttpResponse:
+    """``POST /plans/<id>/results/publish/``: make every target's conclusion and case outcome public."""
+    try:
+        services.results_publish(actor=request.user, plan_id=pk)
+    except (NotFound, PermissionDenied):
+        raise
+    except JiliangError as exc:
+        messages.error(request, _("抽取结果公开且全部检查任务完成后，才能公开检查结果。") if exc.code == "invalid_state"
+                       else exc.message)
+    else:
+        messages.success(request, _("检查结果已公开。"))
+    return redirect("supervision:plan_detail", pk=pk)

@@ -21,6 +21,7 @@ from tests.api.permcases import ALL_USERS, CASES, PUBLIC_OPERATIONS, case, ids, 
 from tests.world import World, expected_visibility, make_uscc
 
 pytestmark = pytest.mark.django_db
+load_case_modules()  # tests/api/cases_*.py add their own operations to CASES (before the parametrisation)
 
 # ------------------------------------------------------------------------------------------------ the cases
 
@@ -554,7 +555,6 @@ def test_operation_scope_for_every_role(op: tuple[str, str], world: World, clien
 PUBLIC_OPERATIONS.update({("get", "/api/v1/public/keys"), ("get", "/api/v1/public/certificates/revoked"),
                           ("post", "/api/v1/public/certificates/verify"),
                           ("get", "/api/v1/public/plans/{plan_id}/bundle")})
-load_case_modules()  # tests/api/cases_*.py add their own operations to CASES
 
 
 @pytest.mark.parametrize("op", sorted(CASES), ids=lambda op: f"{op[0].upper()} {op[1]}")
