@@ -301,6 +301,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
             report = credit_regrade(actor=SystemPrincipal("system:worker"))
             regraded_on[0] = today
             print(f"credit regraded: {report.entities} entities, {report.changed} changed", flush=True)
+            from jiliang.verification.services import reminders_send
+
+            rem = reminders_send()
+            print(f"reminders: {rem.due_soon} due soon, {rem.overdue} overdue, {rem.emails} e-mails", flush=True)
             from jiliang.supervision.services import case_escalate_overdue
 
             esc = case_escalate_overdue(actor=SystemPrincipal("system:worker"))
@@ -380,6 +384,22 @@ def cmd_credit(args: argparse.Namespace) -> int:
     r = credit_regrade(actor=SystemPrincipal())
     grades = ", ".join(f"{k} {v}" for k, v in r.by_grade.items())
     print(f"{r.entities} entities graded ({grades}); {r.changed} grades changed")
+    return 0
+
+
+def cmd_reminders(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from jiliang.verification.services import reminders_send
+
+    try:
+        as_of = dt.date.fromisoformat(args.as_of) if args.as_of else None
+    except ValueError:
+        print(f"jiliang reminders: --as-of {args.as_of!r} is not a date (use YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    r = reminders_send(as_of=as_of, within_days=args.within_days)
+    print(f"reminders: {r.due_soon} instruments due soon, {r.overdue} overdue, for {r.organizations} organisations; "
+          f"{r.notifications} in-app messages, {r.emails} e-mails")
     return 0
 
 
@@ -509,6 +529,13 @@ def build_parser() -> argparse.ArgumentParser:
     csub = cr.add_subparsers(dest="action", metavar="ACTION", required=True)
     crg = csub.add_parser("regrade", help="score and grade every market-facing entity (logged)")
     crg.set_defaults(func=cmd_credit)
+
+    rm = sub.add_parser("reminders", help="due-date reminders (到期提醒) for verifications")
+    rmsub = rm.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rms = rmsub.add_parser("send", help="in-app messages and e-mails for instruments due soon or overdue (once each)")
+    rms.add_argument("--as-of", help="date to judge from, YYYY-MM-DD (default today)")
+    rms.add_argument("--within-days", type=int, default=None, help="due-soon horizon (default JILIANG_DUE_SOON_DAYS)")
+    rms.set_defaults(func=cmd_reminders)
 
     cs = sub.add_parser("cases", help="inspection cases (案件): follow up rectification deadlines")
     cssub = cs.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -139,3 +139,11 @@ def test_token_create_list_revoke(dbfile: Path, tmp_path: Path) -> None:
     assert "revoked" in run(["token", "list", "--org", code], dbfile).stdout
     assert run(["token", "create", "--org", make_uscc("440305", 8), "--role", "utility", "--name", "x"],
                dbfile).returncode == 2
+
+
+def test_reminders_send_reports_and_repeats_nothing(dbfile: Path) -> None:
+    empty = run(["reminders", "send", "--as-of", "2026-11-23"], dbfile)
+    assert empty.returncode == 0, empty.stderr
+    assert "reminders: 0 instruments due soon, 0 overdue" in empty.stdout
+    bad = run(["reminders", "send", "--as-of", "23/11/2026"], dbfile)
+    assert bad.returncode == 2 and "is not a date" in bad.stderr

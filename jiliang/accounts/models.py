@@ -137,3 +137,23 @@ class SystemPrincipal:
     @property
     def scope(self) -> Scope:
         return Scope(role=Role.ADMIN, org_id=None, region_prefix=None, is_admin=True)
+
+
+class Notification(models.Model):
+    """An in-app message (站内提醒) for one person, e.g. a verification falling due.  Read or not."""
+
+    user = models.ForeignKey(User, verbose_name=_("接收人"), on_delete=models.CASCADE, related_name="notifications")
+    title = models.CharField(_("标题"), max_length=200)
+    body = models.TextField(_("内容"), blank=True)
+    link = models.CharField(_("链接"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("时间"), auto_now_add=True)
+    read_at = models.DateTimeField(_("已读时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("站内提醒")
+        verbose_name_plural = _("站内提醒")
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["user", "read_at"], name="notification_user_read_idx")]
+
+    def __str__(self) -> str:
+        return self.title

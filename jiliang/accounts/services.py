@@ -79,3 +79,26 @@ def api_token_authenticate(raw: str) -> ApiToken | None:
     if tok.last_used_at is None or (now - tok.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=tok.pk).update(last_used_at=now)
     return tok
+
+
+def notifications_create(*, users: list[User], title: str, body: str = "", link: str = "") -> int:
+    """Post the same in-app message to several people (called by other services inside their transaction).
+    Not change-logged: a notification is a message, not a regulated record."""
+    from jiliang.accounts.models import Notification
+
+    Notification.objects.bulk_create([Notification(user=u, title=title[:200], body=body, link=link[:300])
+                                      for u in users])
+    return len(users)
+
+
+@transaction.atomic
+def notifications_mark_read(*, actor: Any, ids: list[int] | None = None) -> int:
+    """Mark the actor's own notifications read (all unread ones when ``ids`` is None)."""
+    from jiliang.accounts.models import Notification
+
+    if not isinstance(actor, User):
+        raise PermissionDenied("only a signed-in person has notifications")
+    qs = Notification.objects.filter(user=actor, read_at__isnull=True)
+    if ids is not None:
+        qs = qs.filter(pk__in=ids)
+    return qs.update(read_at=timezone.now())

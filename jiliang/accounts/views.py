@@ -119,3 +119,19 @@ def token_list(request: HttpRequest) -> HttpResponse:
     if new_token:
         response["Cache-Control"] = "no-store"
     return response
+
+
+@login_required
+def notification_list(request: HttpRequest) -> HttpResponse:
+    """``/notifications/``: the person's own in-app messages; POST marks them all read."""
+    from django.core.paginator import Paginator
+
+    from jiliang.accounts.selectors import notification_list as notes
+    from jiliang.accounts.services import notifications_mark_read
+
+    if request.method == "POST":
+        notifications_mark_read(actor=request.user)
+        return redirect("accounts:notifications")
+    page = Paginator(notes(principal=request.user), settings.JILIANG_PAGE_SIZE).get_page(request.GET.get("page"))
+    unread = notes(principal=request.user, unread_only=True).exists()
+    return render(request, "accounts/notifications.html", {"page": page, "notes": page.object_list, "unread": unread})

@@ -39,6 +39,12 @@ class VerificationOut(Schema):
     results: list[PointResultOut]
     conforming: bool
     valid_until: dt.date | None
+    standards: str
+    temperature_c: float | None
+    humidity_pct: float | None
+    engine_conforming: bool | None = Field(None, description="the MPE engine's verdict, kept when the "
+                                                            "conclusion was corrected (override)")
+    override_reason: str
 
     @staticmethod
     def resolve_device_id(obj: Any) -> str:
@@ -54,6 +60,14 @@ class VerificationIn(Schema):
     stage: str = "initial"
     certificate_no: str = ""
     verifier: str = ""
+    standards: str = ""
+    temperature_c: float | None = None
+    humidity_pct: float | None = None
+
+
+class OverrideIn(Schema):
+    conforming: bool
+    reason: str = Field(..., description="why the engine's conclusion is corrected (at least 10 characters)")
 
 
 @router.get("/verifications", response={200: Page[VerificationOut], **ERRORS})
@@ -78,6 +92,43 @@ def create_verification(request: HttpRequest, payload: VerificationIn) -> Any:
 # ---------------------------------------------------------------------------------------------- certificates
 
 ERRORS_409: dict[int, type[Schema]] = {**ERRORS, 409: ErrorEnvelope}
+
+
+@router.post("/verifications/{verification_id}/override", response={200: VerificationOut, **ERRORS_409},
+             summary="Correct the engine's conclusion (the performing institution, with a reason; logged)")
+def override_verification(request: HttpRequest, verification_id: int, payload: OverrideIn) -> Any:
+    v = services.verification_override(actor=principal(request), verification_id=verification_id,
+                                       conforming=payload.conforming, reason=payload.reason)
+    return selectors.verification_get(principal=principal(request), pk=v.pk)
+
+
+class NotificationOut(Schema):
+    id: int
+    title: str
+    body: str
+    link: str
+    created_at: dt.datetime
+    read_at: dt.datetime | None
+
+
+class NotificationReadIn(Schema):
+    ids: list[int] | None = Field(None, description="which to mark read; all unread when omitted")
+
+
+@router.get("/notifications", response={200: Page[NotificationOut], **ERRORS},
+            summary="The signed-in person's in-app messages (due-date reminders …)")
+def list_notifications(request: HttpRequest, unread: bool = False, limit: int | None = None,
+                       offset: int | None = None) -> Any:
+    from jiliang.accounts.selectors import notification_list
+
+    return paginate(notification_list(principal=principal(request), unread_only=unread), limit, offset)
+
+
+@router.post("/notifications/read", response={200: dict[str, int], **ERRORS})
+def read_notifications(request: HttpRequest, payload: NotificationReadIn) -> Any:
+    from jiliang.accounts.services import notifications_mark_read
+
+    return {"marked": notifications_mark_read(actor=principal(request), ids=payload.ids)}
 
 
 class CertificateOut(Schema):

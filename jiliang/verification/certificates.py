@@ -407,6 +407,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _environment(v: Verification) -> str:
+    parts = []
+    if v.temperature_c is not None:
+        parts.append(f"温度 {v.temperature_c:g} ℃")
+    if v.humidity_pct is not None:
+        parts.append(f"相对湿度 {v.humidity_pct:g} %")
+    return "，".join(parts)
+
+
 def _result_rows(points: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[pdf.ResultRow]:
     rows = []
     for i, r in enumerate(results):
@@ -445,7 +454,7 @@ def certificate_document(cert: Certificate) -> pdf.CertificateDocument:
         stage_label=stage_label, location=location, record_no=f"JLV-{v.pk:08d}",
         rows=_result_rows(list(v.points or []), list(v.results or [])), payload=cert.payload,
         qr_text=qr_text(cert.payload), kid=cert.key.kid, algorithm_label=ALGORITHM_LABELS[cert.key.algorithm],
-        revoked=cert.revoked_at is not None)
+        revoked=cert.revoked_at is not None, standards=v.standards, environment=_environment(v))
 
 
 def certificate_pdf(*, principal: Any, certificate_id: int) -> tuple[str, bytes]:

@@ -1,5 +1,6 @@
 """``jiliang import verifications`` (SPEC 3.5): device_id, kind, date, institution_uscc, points
-[, stage, certificate_no, verifier].
+[, stage, certificate_no, verifier] -- and, beyond SPEC 3.5, the optional certificate fields standards
+(计量标准), temperature_c and humidity_pct (环境条件).
 
 Each row's test points are judged by the MPE engine with the instrument's type, accuracy class and
 parameters; the validity follows the type's verification mode.  Same all-or-nothing rules as the registry
@@ -29,9 +30,24 @@ from jiliang.verification import policy
 from jiliang.verification.models import Stage, Verification, VerificationKind
 
 REQUIRED = ("device_id", "kind", "date", "institution_uscc", "points")
-OPTIONAL = ("stage", "certificate_no", "verifier")
+OPTIONAL = ("stage", "certificate_no", "verifier", "standards", "temperature_c", "humidity_pct")
 _KINDS = set(VerificationKind.values)
 _STAGES = set(Stage.values)
+
+
+def _number(chk: _RowCheck, name: str, lo: float, hi: float) -> float | None:
+    v = chk.get(name)
+    if not v:
+        return None
+    try:
+        f = float(v)
+    except ValueError:
+        chk.fail(name, "not a number")
+        return None
+    if not lo <= f <= hi:
+        chk.fail(name, f"must be between {lo:g} and {hi:g}")
+        return None
+    return f
 
 
 def import_verifications(*, table: Table, actor: Any, skip_invalid: bool = False) -> ImportResult:
@@ -98,6 +114,9 @@ def import_verifications(*, table: Table, actor: Any, skip_invalid: bool = False
             else:
                 seen_certs[(institution, cert)] = row
         verifier = chk.optional("verifier", 50)
+        standards = chk.optional("standards", 300)
+        temperature = _number(chk, "temperature_c", -40, 80)
+        humidity = _number(chk, "humidity_pct", 0, 100)
         points: Any = None
         try:
             points = orjson.loads(chk.get("points") or "null")
@@ -118,7 +137,8 @@ def import_verifications(*, table: Table, actor: Any, skip_invalid: bool = False
         clean = None
         if not chk.problems and inst is not None and request is not None and date is not None:
             clean = {"inst": inst, "kind": kind, "stage": stage, "date": date, "institution": institution,
-                     "verifier": verifier, "cert": cert, "points": points, "request": request}
+                     "verifier": verifier, "cert": cert, "points": points, "request": request,
+                     "standards": standards, "temperature": temperature, "humidity": humidity}
         checks.append((chk, clean))
     # every row's test points judged in one vectorised pass (rows sharing type, class and parameters together)
     judged = [c for c in checks if c[1] is not None]
@@ -144,12 +164,14 @@ def import_verifications(*, table: Table, actor: Any, skip_invalid: bool = False
         if prev is None or g["date"] >= prev:
             latest[inst_id] = g
     cols = ("id", "instrument_id", "kind", "stage", "date", "institution_id", "verifier", "certificate_no", "points",
-            "results", "conforming", "valid_until", "created_at")
+            "results", "conforming", "valid_until", "created_at", "standards", "temperature_c", "humidity_pct",
+            "engine_conforming", "override_reason")
     with transaction.atomic():
         ids = bulk.allocate_ids(Verification, len(good))
         now = timezone.now()
         rows = [[i, g["inst"]["id"], g["kind"], g["stage"], g["date"], g["institution"], g["verifier"], g["cert"],
-                 g["points"], g["result"]["points"], g["result"]["conforming"], g["valid_until"], now]
+                 g["points"], g["result"]["points"], g["result"]["conforming"], g["valid_until"], now, g["standards"],
+                 g["temperature"], g["humidity"], None, ""]
                 for i, g in zip(ids, good, strict=True)]
         bulk.insert_rows(Verification, cols, rows)
         bulk.bump_sequence(Verification)
@@ -158,7 +180,8 @@ def import_verifications(*, table: Table, actor: Any, skip_invalid: bool = False
             (r[0], f"{g['inst']['device_id']} {g['date']}", {
                 "id": r[0], "instrument_id": r[1], "kind": r[2], "stage": r[3], "date": r[4].isoformat(),
                 "institution_id": r[5], "verifier": r[6], "certificate_no": r[7], "points": r[8],
-                "conforming": r[10], "valid_until": r[11].isoformat() if r[11] else None})
+                "conforming": r[10], "valid_until": r[11].isoformat() if r[11] else None, "standards": r[13],
+                "temperature_c": r[14], "humidity_pct": r[15]})
             for r, g in zip(rows, good, strict=True)], actor)
     res.created = len(good)
     return res

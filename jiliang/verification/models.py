@@ -47,6 +47,13 @@ class Verification(models.Model):
     institution = models.ForeignKey("registry.Organization", verbose_name=_("检定单位"), on_delete=models.PROTECT,
                                     related_name="verifications_performed")
     verifier = models.CharField(_("检定员"), max_length=50, blank=True)
+    standards = models.CharField(_("使用的计量标准"), max_length=300, blank=True, db_default="",
+                                 help_text=_("名称、测量范围、准确度等级及证书编号"))
+    temperature_c = models.FloatField(_("环境温度（℃）"), null=True, blank=True)
+    humidity_pct = models.FloatField(_("相对湿度（%）"), null=True, blank=True)
+    # The engine's verdict is kept when an institution overrides the conclusion (with a logged reason).
+    engine_conforming = models.BooleanField(_("引擎判定合格"), null=True, blank=True)
+    override_reason = models.TextField(_("结论更正理由"), blank=True, db_default="")
     certificate_no = models.CharField(_("证书编号"), max_length=64, blank=True)
     points = models.JSONField(_("检定点"))
     results = models.JSONField(_("判定结果"))
@@ -239,3 +246,30 @@ class Certificate(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class ReminderKind(models.TextChoices):
+    DUE_SOON = "due_soon", _("即将到期")
+    OVERDUE = "overdue", _("已超期")
+
+
+class Reminder(models.Model):
+    """A due-date reminder (到期提醒) sent for one instrument's validity: once per instrument, kind and
+    validity date, so a daily job never repeats itself and a new verification starts afresh."""
+
+    instrument = models.ForeignKey("registry.Instrument", verbose_name=_("计量器具"), on_delete=models.CASCADE,
+                                   related_name="reminders", db_constraint=False)
+    organization = models.ForeignKey("registry.Organization", verbose_name=_("使用单位"), on_delete=models.CASCADE,
+                                     related_name="+")
+    kind = models.CharField(_("类别"), max_length=10, choices=ReminderKind.choices)
+    valid_until = models.DateField(_("有效期至"))
+    sent_at = models.DateTimeField(_("发送时间"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("到期提醒")
+        verbose_name_plural = _("到期提醒")
+        constraints = [models.UniqueConstraint(fields=["instrument", "kind", "valid_until"],
+                                               name="reminder_once_per_validity")]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.kind} {self.valid_until}"

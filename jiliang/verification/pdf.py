@@ -104,6 +104,8 @@ class CertificateDocument:
     algorithm_label: str
     revoked: bool = False
     extra_notes: Sequence[str] = field(default_factory=tuple)
+    standards: str = ""                # 使用的计量标准
+    environment: str = ""              # 环境条件, e.g. "温度 20.5 ℃，相对湿度 55 %"
 
     @property
     def title(self) -> str:
@@ -398,6 +400,8 @@ class _CertificatePDF(FPDF):
             ("判定限值", doc.stage_label),
             ("检定依据", doc.regulation),
             ("检定地点", doc.location or "—"),
+            ("计量标准", doc.standards or "—"),
+            ("环境条件", doc.environment or "—"),
             ("原始记录号", doc.record_no),
             ("使用单位地址", doc.client_address or "—"),
         ]

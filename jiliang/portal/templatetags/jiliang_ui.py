@@ -85,6 +85,7 @@ def main_menu(context: template.Context) -> list[dict[str, Any]]:
         "registry:import": _("批量导入"),
         "monitoring:alert_list": _("预警"),
         "supervision:plan_list": _("抽查计划"),
+        "verification:due_list": _("到期清单"),
     }
     names = list(_BASE_MENU)
     role = "admin" if user.is_superuser else str(getattr(user, "role", ""))
@@ -92,6 +93,8 @@ def main_menu(context: template.Context) -> list[dict[str, Any]]:
         names.append("monitoring:alert_list")
     if role in _PLAN_ROLES:
         names.append("supervision:plan_list")
+    if role != "public":
+        names.append("verification:due_list")
     if role in _IMPORT_ROLES:
         names.append("registry:import")
     path = request.path if request is not None else ""
@@ -101,3 +104,15 @@ def main_menu(context: template.Context) -> list[dict[str, Any]]:
         active = path == url if url == "/" else path.startswith(url)
         items.append({"url": url, "label": labels[name], "active": active})
     return items
+
+
+@register.simple_tag(takes_context=True)
+def unread_notifications(context: template.Context) -> int:
+    """How many in-app messages the signed-in person has not read (0 when signed out)."""
+    from jiliang.accounts.selectors import unread_count
+
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return 0
+    return unread_count(principal=user)
