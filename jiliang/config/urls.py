@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("jiliang.accounts.urls")),
     path("", include("jiliang.portal.urls")),
     path("", include("jiliang.registry.urls")),
+    path("", include("jiliang.verification.urls")),
     path("", include("jiliang.analytics.urls")),
     path("", include("jiliang.monitoring.urls")),
     path("", include("jiliang.supervision.urls")),
