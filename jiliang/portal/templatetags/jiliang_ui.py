@@ -66,8 +66,10 @@ _BASE_MENU = ("analytics:dashboard", "registry:instrument_list", "registry:organ
 _IMPORT_ROLES = frozenset({"admin", "regulator", "utility", "market_entity"})
 # Alerts are leads for an investigation: offered to the people who triage or act on them (C4).
 _ALERT_ROLES = frozenset({"admin", "regulator", "inspector"})
-# Inspection plans (双随机): regulators run them, inspectors carry them out (C6).
+# Inspection plans (双随机): regulators run them, inspectors carry them out (C6); tasks likewise (C7).
 _PLAN_ROLES = frozenset({"admin", "regulator", "inspector"})
+# Cases (案件) concern the inspected entities too.
+_CASE_ROLES = _PLAN_ROLES | {"market_entity", "utility"}
 
 
 @register.simple_tag(takes_context=True)
@@ -86,6 +88,8 @@ def main_menu(context: template.Context) -> list[dict[str, Any]]:
         "monitoring:alert_list": _("预警"),
         "supervision:plan_list": _("抽查计划"),
         "verification:due_list": _("到期清单"),
+        "supervision:task_list": _("检查任务"),
+        "supervision:case_list": _("案件"),
     }
     names = list(_BASE_MENU)
     role = "admin" if user.is_superuser else str(getattr(user, "role", ""))
@@ -93,6 +97,10 @@ def main_menu(context: template.Context) -> list[dict[str, Any]]:
         names.append("monitoring:alert_list")
     if role in _PLAN_ROLES:
         names.append("supervision:plan_list")
+    if role in _PLAN_ROLES:
+        names.append("supervision:task_list")
+    if role in _CASE_ROLES:
+        names.append("supervision:case_list")
     if role != "public":
         names.append("verification:due_list")
     if role in _IMPORT_ROLES:
