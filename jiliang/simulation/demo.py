@@ -78,7 +78,7 @@ def _reset_models() -> tuple[type[models.Model], ...]:
 
     return (ChangeLog, mon.ScaleTxn, mon.ScaleEvent, mon.ScaleRecheck, mon.ChargerSession, mon.DispenserSale,
             mon.TankReading, mon.TankDelivery, mon.MeterReading, mon.Quarantine, mon.Alert, mon.DetectorCursor,
-            sup.CreditEvent, sup.CreditGrade, sup.InspectionPlan, ver.Certificate, ver.Verification,
+            sup.CreditEvent, sup.CreditGrade, sup.InspectionPlan, ver.Certificate, ver.Reminder, ver.Verification,
             Instrument, InstrumentModel, Place, OrganizationKind, Organization, ApiToken, User, Session)
 
 PLACE_KIND_LABELS = {
