@@ -84,6 +84,11 @@ def _routers() -> None:
 
     api.add_router("/v1/", supervision_router)
     api.add_router("/v1/", supervision_public)
+    from jiliang.factory.api import public_router as factory_public
+    from jiliang.factory.api import router as factory_router
+
+    api.add_router("/v1/", factory_router)
+    api.add_router("/v1/", factory_public)
 
 
 _routers()

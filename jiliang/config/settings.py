@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "jiliang.verification",
     "jiliang.monitoring",
     "jiliang.supervision",
+    "jiliang.factory",
     "jiliang.portal",
     "jiliang.analytics",
 ]

@@ -14,4 +14,5 @@ urlpatterns = [
     path("", include("jiliang.analytics.urls")),
     path("", include("jiliang.monitoring.urls")),
     path("", include("jiliang.supervision.urls")),
+    path("", include("jiliang.factory.urls")),
 ]

@@ -68,6 +68,8 @@ _IMPORT_ROLES = frozenset({"admin", "regulator", "utility", "market_entity"})
 _ALERT_ROLES = frozenset({"admin", "regulator", "inspector"})
 # Inspection plans (双随机): regulators run them, inspectors carry them out (C6); tasks likewise (C7).
 _PLAN_ROLES = frozenset({"admin", "regulator", "inspector"})
+# Factory verification (二检合一): everyone in the chain -- makers, utilities, institutes, regulators.
+_FACTORY_ROLES = frozenset({"admin", "regulator", "inspector", "institute", "manufacturer", "utility"})
 # Cases (案件) concern the inspected entities too.
 _CASE_ROLES = _PLAN_ROLES | {"market_entity", "utility"}
 
@@ -90,6 +92,7 @@ def main_menu(context: template.Context) -> list[dict[str, Any]]:
         "verification:due_list": _("到期清单"),
         "supervision:task_list": _("检查任务"),
         "supervision:case_list": _("案件"),
+        "factory:home": _("二检合一"),
     }
     names = list(_BASE_MENU)
     role = "admin" if user.is_superuser else str(getattr(user, "role", ""))
@@ -103,6 +106,8 @@ def main_menu(context: template.Context) -> list[dict[str, Any]]:
         names.append("supervision:case_list")
     if role != "public":
         names.append("verification:due_list")
+    if role in _FACTORY_ROLES:
+        names.append("factory:home")
     if role in _IMPORT_ROLES:
         names.append("registry:import")
     path = request.path if request is not None else ""
