@@ -72,11 +72,13 @@ def _reset_models() -> tuple[type[models.Model], ...]:
     """Everything a fresh demo empties.  The telemetry, alert and detector tables reference instruments
     without database-level foreign keys (ADR 0007), so no cascade reaches them: they are listed here, or a
     rebuilt city (whose ids start again at 1) would inherit the old city's records."""
+    from jiliang.factory import models as fac
     from jiliang.monitoring import models as mon
     from jiliang.supervision import models as sup
     from jiliang.verification import models as ver
 
-    return (ChangeLog, mon.ScaleTxn, mon.ScaleEvent, mon.ScaleRecheck, mon.ChargerSession, mon.DispenserSale,
+    return (ChangeLog, fac.FactoryUnit, fac.BatchPointStat, fac.FactoryUpload, fac.PenaltyStep, fac.Sampling,
+            fac.Recall, fac.DeliveryLot, fac.Authorization, mon.ScaleTxn, mon.ScaleEvent, mon.ScaleRecheck, mon.ChargerSession, mon.DispenserSale,
             mon.TankReading, mon.TankDelivery, mon.MeterReading, mon.Quarantine, mon.Alert, mon.DetectorCursor,
             sup.CreditEvent, sup.CreditGrade, sup.InspectionPlan, ver.Certificate, ver.Reminder, ver.Verification,
             Instrument, InstrumentModel, Place, OrganizationKind, Organization, ApiToken, User, Session)
@@ -237,6 +239,9 @@ def build_demo(*, scale: str, seed: int, fresh: bool, as_of: dt.date | None = No
         with transaction.atomic():
             created = _load(city, actor, fresh, progress)
         telemetry = _telemetry(city, seed, progress) if fresh and with_telemetry else {}
+        if fresh:
+            with transaction.atomic():
+                _follow_up(city, actor)
     finally:
         reset_request_id(token)
     summary = summarize(city, time.perf_counter() - started, created)
@@ -280,6 +285,26 @@ def _telemetry(city: City, seed: int, progress: bool | None) -> dict[str, Any]:
     except OSError:
         shown = "(not written)"
     return {"records": accepted, "days": spec.days, "alerts": Alert.objects.count(), "truth": shown}
+
+
+def _follow_up(city: City, actor: Any) -> None:
+    """What a running platform would have done by now: the simulated water-meter manufacturers authorised
+    and uploading factory verifications (二检合一), one lot delivered to the water utility and sampled,
+    credit graded, and the due reminders sent."""
+    from jiliang.factory.demo import build_factory_demo
+    from jiliang.simulation.factory import FactorySpec
+    from jiliang.supervision.services import credit_regrade
+    from jiliang.verification.services import reminders_send
+
+    water = next((o["uscc"] for o in city.organizations if "utility" in o["kinds"] and "水务" in o["name"]), None)
+    build_factory_demo(actor=actor, spec=FactorySpec(region=_home_region(city)), utility_uscc=water)
+    credit_regrade(actor=actor)
+    reminders_send()
+
+
+def _home_region(city: City) -> str:
+    districts = sorted({p["region_code"] for p in city.places})
+    return districts[0] if districts else "440306"
 
 
 def _load(city: City, actor: Any, fresh: bool, progress: bool | None) -> dict[str, int]:

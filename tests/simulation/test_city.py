@@ -162,7 +162,15 @@ def test_build_demo_small_imports_every_row(small: City) -> None:
     summary = build_demo(scale="small", seed=SEED, fresh=True, progress=False)
     # The same generator seen from today: identical counts and identities.
     assert summary.instrument_total == len(small.instruments)
-    assert Organization.objects.count() == len(small.organizations)
+    from jiliang.factory.models import Authorization, FactoryUnit
+    from jiliang.simulation.factory import FactorySpec
+    from jiliang.supervision.models import CreditGrade
+    from jiliang.verification.models import Reminder
+
+    # the city's organisations plus the simulated water-meter manufacturers of the factory demo (二检合一)
+    assert Organization.objects.count() == len(small.organizations) + FactorySpec().manufacturers
+    assert Authorization.objects.filter(status="granted").count() == FactorySpec().manufacturers
+    assert FactoryUnit.objects.count() > 0 and CreditGrade.objects.exists() and Reminder.objects.exists()
     assert Place.objects.count() == len(small.places)
     by_type = dict(Instrument.objects.values_list("instrument_type").annotate(n=Count("id")).order_by())
     assert by_type == {k.removeprefix("type:"): v for k, v in small.counts().items() if k.startswith("type:")}
