@@ -271,7 +271,6 @@ class Instrument(TimeStampedModel):
             models.Index(fields=["region", "instrument_type", "status"], name="instr_region_type_idx"),
             models.Index(fields=["owner"], name="instr_owner_idx"),
             models.Index(fields=["place"], name="instr_place_idx"),
-            models.Index(fields=["instrument_type"], name="instr_type_idx"),
             models.Index(fields=["valid_until", "region"], name="instr_valid_until_idx"),
         ]
 
