@@ -565,6 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jiliang.verification.cli import add_cert_parser
 
     add_cert_parser(sub)  # jiliang cert verify|issue|revoke|keys
+    from jiliang.factory.cli import add_factory_parser
+
+    add_factory_parser(sub)  # jiliang factory upload|authorizations|sample
     return p
 
 

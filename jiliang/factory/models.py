@@ -244,6 +244,7 @@ class DeliveryLot(models.Model):
     size = models.PositiveIntegerField(_("数量"))
     status = models.CharField(_("状态"), max_length=10, choices=LotStatus.choices, default=LotStatus.DELIVERED)
     delivered_on = models.DateField(_("交付日期"))
+    rejection_reason = models.CharField(_("拒收原因"), max_length=300, blank=True)
 
     objects = LotQuerySet.as_manager()
 

@@ -199,6 +199,26 @@ def lot_accept(*, actor: Any, lot_id: int) -> DeliveryLot:
 
 
 @transaction.atomic
+def lot_reject(*, actor: Any, lot_id: int, reason: str) -> DeliveryLot:
+    """The receiving utility refuses a delivered lot (拒收) with its reason: the lot and its units go back to
+    the manufacturer (整批退回).  Only what could have been accepted can be refused."""
+    lot = _lot_for_change(actor, lot_id)
+    if not policy.is_utility(Scope.of(actor), lot.utility_id):
+        raise PermissionDenied("only the receiving utility refuses a lot")
+    if not reason.strip():
+        raise _invalid("give the reason for refusing the lot", "reason")
+    if lot.status not in (LotStatus.DELIVERED, LotStatus.PASSED):
+        raise JiliangError(f"the lot cannot be refused: it is {lot.get_status_display()}", code="invalid_state",
+                           status=409)
+    before = snapshot(lot)
+    lot.status, lot.rejection_reason = LotStatus.RETURNED, reason.strip()[:300]
+    lot.save(update_fields=["status", "rejection_reason"])
+    FactoryUnit.objects.filter(lot=lot, status=UnitStatus.DELIVERED).update(status=UnitStatus.RETURNED)
+    log_change(actor=actor, obj=lot, action="update", before=before)
+    return lot
+
+
+@transaction.atomic
 def unit_install(*, actor: Any, manufacturer_id: int, serial: str, install_date: dt.date, reading: float,
                  address: str = "", place_key: str = "") -> FactoryUnit:
     """Register a unit's installation (安装登记): it becomes a registry instrument with its factory

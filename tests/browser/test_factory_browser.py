@@ -57,3 +57,40 @@ def test_manufacturer_fixes_a_bad_row_and_the_regulator_sees_the_batch(
     assert page.locator("#batch-chart svg").count() == 1
     page.screenshot(path=str(artifacts / "factory-batches.png"), full_page=True)
     no_console_errors(page)
+
+
+def test_regulator_grants_an_authorization_and_the_public_list_shows_it(
+        chromium: Any, live_server: Any, page: Any, registry: Registry, artifacts: Path) -> None:
+    from jiliang.accounts.models import SystemPrincipal
+    from jiliang.factory import services
+    from jiliang.factory.models import Authorization
+    from tests.pages.test_factory_pages import COND, SCOPE
+
+    a = services.authorization_apply(actor=SystemPrincipal("t"), manufacturer_id=registry.maker.pk,
+                                     conditions=COND, registered_metrologists=2, scope=SCOPE)
+    sign_in(page, "reg_city")
+    page.goto("/factory/")
+    page.click("#authorizations-link")
+    page.select_option("#auth-filters select[name=status]", "applied")
+    page.click("#auth-filters button[type=submit]")
+    page.wait_for_url(re.compile(r"status=applied"))
+    page.click(f"#auth-table tr[data-auth='{a.pk}'] a.auth-link")
+    page.click("#action-assess button[data-event=assess]")
+    page.wait_for_selector("#action-grant")
+    assert page.locator("#action-assess").count() == 0  # offered only while the state machine allows it
+    page.fill("#action-grant textarea[name=note]", "现场考核通过")
+    page.click("#action-grant button[data-event=grant]")
+    page.wait_for_selector("text=已完成：考核通过，授权")
+    assert page.locator("#auth-status").inner_text() == "有效"
+    a.refresh_from_db()
+    assert a.status == "granted" and a.number and page.locator("#auth-number").inner_text() == a.number
+    assert Authorization.objects.get(pk=a.pk).assessment_note == "现场考核通过"
+    page.screenshot(path=str(artifacts / "factory-authorization-granted.png"), full_page=True)
+    no_console_errors(page)
+
+    page.context.clear_cookies()
+    page.goto("/public/factory/")
+    row = page.locator(f"#public-table tr[data-auth='{a.pk}']")
+    assert registry.maker.name in row.inner_text() and a.number in row.inner_text()
+    assert row.locator(".auth-status").inner_text() == "有效"
+    no_console_errors(page)
