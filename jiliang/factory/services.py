@@ -105,6 +105,9 @@ def authorization_transition(*, actor: Any, authorization_id: int, event: str, n
             raise PermissionDenied("only the manufacturer applies for renewal")
     elif not policy.may_regulate(sc, region_code=a.manufacturer.region_id):
         raise PermissionDenied("only the regulator of the manufacturer's region decides on authorizations")
+    if event in ("reject", "suspend", "revoke") and len(note.strip()) < 2:
+        raise JiliangError(f"{event}: a reason is required", code="validation_failed",
+                           details=[Problem(row=None, field="note", reason="a reason is required")])
     today = today or timezone.localdate()
     try:
         new = rules.apply_authorization(_state(a), event, today=today)

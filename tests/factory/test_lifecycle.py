@@ -228,3 +228,17 @@ def test_simulated_drifting_manufacturer_is_flagged(world: Any) -> None:
     assert demo.sampling is not None and demo.sampling.n > 0 and demo.lot is not None
     # the world's regulator of Futian supervises none of these (宝安) manufacturers
     assert selectors.batch_stats(principal=world.users["futian_regulator"]) == []
+
+
+@pytest.mark.parametrize("event", ["suspend", "revoke"])
+def test_suspension_and_revocation_need_a_reason_in_the_service(fx: Fx, event: str) -> None:
+    """Not only the page: an API or script caller must give the reason that the public list shows."""
+    before = Authorization.objects.get(pk=fx.auth.pk).status
+    with pytest.raises(JiliangError) as exc:
+        services.authorization_transition(actor=fx.world.users["admin"], authorization_id=fx.auth.pk, event=event,
+                                          note=" ")
+    assert exc.value.details[0].field == "note"
+    assert Authorization.objects.get(pk=fx.auth.pk).status == before
+    a = services.authorization_transition(actor=fx.world.users["admin"], authorization_id=fx.auth.pk, event=event,
+                                          note="监督抽查连续不合格")
+    assert a.reason == "监督抽查连续不合格"
