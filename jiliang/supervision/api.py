@@ -11,7 +11,7 @@ from ninja import Router, Schema, Status
 
 from jiliang.core.api import ERRORS, Page, paginate, principal
 from jiliang.core.errors import NotFound
-from jiliang.engine.credit import CreditConfig, explain
+from jiliang.engine.credit import explain
 from jiliang.supervision import selectors, services
 from jiliang.supervision.models import Case, CreditEvent, CreditGrade, InspectionPlan
 
@@ -101,8 +101,53 @@ def credit_file(request: HttpRequest, org_id: int) -> Any:
     rows = [{"kind": e.kind, "occurred_on": e.occurred_on.isoformat(), "source": e.source, "note": e.note}
             for e in events]
     return {"grade": grade, "events": rows,
-            "explanation": explain(CreditConfig.default(), [(e.kind, float((today - e.occurred_on).days))
-                                                             for e in events])}
+            "explanation": [{k: v for k, v in row.items() if k != "exact"} for row in explain(
+                services.current_credit_config()[1], [(e.kind, float((today - e.occurred_on).days))
+                                                      for e in events if e.occurred_on <= today])]}
+
+
+class CreditConfigVersionOut(Schema):
+    version: int
+    note: str
+    created_by: str
+    created_at: dt.datetime
+
+
+class CreditConfigOut(Schema):
+    version: int
+    config: dict[str, Any]
+    note: str = ""
+    created_by: str = ""
+    created_at: dt.datetime | None = None
+    may_change: bool
+    history: list[CreditConfigVersionOut]
+
+
+class CreditConfigIn(Schema):
+    config: dict[str, Any]
+    note: str = ""
+
+
+def _config_out(request: HttpRequest) -> dict[str, Any]:
+    p = principal(request)
+    view = selectors.credit_config_get(principal=p)
+    return {"version": view.version, "config": view.config.as_mapping(),
+            "note": view.row.note if view.row else "", "created_by": view.row.created_by if view.row else "",
+            "created_at": view.row.created_at if view.row else None,
+            "may_change": selectors.may_change_credit_config(principal=p), "history": view.history}
+
+
+@router.get("/credit/config", response={200: CreditConfigOut, **ERRORS},
+            summary="The credit configuration in force (weights, half-lives, base, clamp, thresholds, draw shares)")
+def get_credit_config(request: HttpRequest) -> Any:
+    return _config_out(request)
+
+
+@router.put("/credit/config", response={200: CreditConfigOut, **ERRORS},
+            summary="Store a new version of the credit configuration (administrators and city regulators)")
+def put_credit_config(request: HttpRequest, payload: CreditConfigIn) -> Any:
+    services.credit_config_update(actor=principal(request), config=payload.config, note=payload.note)
+    return _config_out(request)
 
 
 @router.get("/plans", response={200: Page[PlanOut], **ERRORS})

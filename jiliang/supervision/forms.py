@@ -15,6 +15,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from jiliang.engine.credit import CreditConfig
 from jiliang.engine.draw import DEFAULT_SHARES
 from jiliang.portal.templatetags.jiliang_ui import localized_name
 from jiliang.registry.models import InstrumentType, Region
@@ -47,10 +48,11 @@ class PlanCreateForm(forms.Form):
     share_C = forms.DecimalField(label=_("C 级"), min_value=0, max_value=100, max_digits=5, decimal_places=2)
     share_D = forms.DecimalField(label=_("D 级"), min_value=0, max_value=100, max_digits=5, decimal_places=2)
 
-    def __init__(self, data: Any, *, regions: list[Region], types: list[InstrumentType]) -> None:
+    def __init__(self, data: Any, *, regions: list[Region], types: list[InstrumentType],
+                 shares: dict[str, float] | None = None) -> None:
         today = timezone.localdate()
         initial: dict[str, Any] = {"period_start": today, "period_end": today + dt.timedelta(days=DEFAULT_PERIOD_DAYS)}
-        initial.update({f"share_{g}": _percent(DEFAULT_SHARES[g]) for g in GRADES})
+        initial.update({f"share_{g}": _percent((shares or DEFAULT_SHARES)[g]) for g in GRADES})
         if len(regions) == 1:
             initial["region"] = regions[0].code
         super().__init__(data, initial=initial, label_suffix="")
@@ -208,3 +210,63 @@ class ConflictForm(forms.Form):
         super().__init__(data, label_suffix="")
         if for_self:
             del self.fields["inspector"]
+
+
+class CreditConfigForm(forms.Form):
+    """``POST /credit/config/``: weight and half-life per event kind, base, clamp bounds, thresholds A/B/C and
+    draw shares per grade (in per cent).  The service validates the whole and names the faulty fields."""
+
+    base = forms.FloatField(label=_("基础分"))
+    clamp_low = forms.FloatField(label=_("最低分"))
+    clamp_high = forms.FloatField(label=_("最高分"))
+    threshold_A = forms.FloatField(label=_("A 级最低分"))
+    threshold_B = forms.FloatField(label=_("B 级最低分"))
+    threshold_C = forms.FloatField(label=_("C 级最低分"))
+    note = forms.CharField(label=_("修改说明"), max_length=300, required=False)
+
+    def __init__(self, data: Any, *, config: CreditConfig) -> None:
+        initial: dict[str, Any] = {"base": config.base, "clamp_low": config.clamp[0], "clamp_high": config.clamp[1]}
+        initial.update({f"threshold_{g}": t for g, t in zip(GRADES, config.thresholds, strict=False)})
+        initial.update({f"share_{g}": _percent(config.shares[g]) for g in GRADES})
+        super().__init__(data, initial=initial, label_suffix="")
+        self.kinds = list(config.events)
+        for kind, (w, hl) in config.events.items():
+            self.fields[f"weight_{kind}"] = forms.FloatField(label=_("权重（分）"))
+            self.fields[f"half_life_{kind}"] = forms.FloatField(label=_("半衰期（天）"))
+            self.initial[f"weight_{kind}"] = w
+            self.initial[f"half_life_{kind}"] = hl
+        for g in GRADES:
+            self.fields[f"share_{g}"] = forms.DecimalField(label=_("%(grade)s 级抽取比例（%%）") % {"grade": g},
+                                                           max_digits=7, decimal_places=4)
+
+    def event_rows(self) -> list[tuple[str, Any, Any]]:
+        return [(k, self[f"weight_{k}"], self[f"half_life_{k}"]) for k in self.kinds]
+
+    def share_fields(self) -> list[Any]:
+        return [self[f"share_{g}"] for g in GRADES]
+
+    def threshold_fields(self) -> list[Any]:
+        return [self[f"threshold_{g}"] for g in GRADES[:3]]
+
+    def to_config(self) -> dict[str, Any]:
+        d = self.cleaned_data
+        return {"events": {k: {"weight": d[f"weight_{k}"], "half_life_days": d[f"half_life_{k}"]} for k in self.kinds},
+                "base": d["base"], "clamp": [d["clamp_low"], d["clamp_high"]],
+                "thresholds": {g: d[f"threshold_{g}"] for g in GRADES[:3]},
+                "shares": {g: float(d[f"share_{g}"]) / 100 for g in GRADES}}
+
+    # service field names ("events.x.weight", "thresholds.B", "clamp.low", "shares.C") -> form fields
+    def add_service_problem(self, field: str | None, reason: str) -> None:
+        parts = (field or "").split(".")
+        name: str | None = None
+        if parts[0] == "events" and len(parts) == 3:
+            name = f"weight_{parts[1]}" if parts[2] == "weight" else f"half_life_{parts[1]}"
+        elif parts[0] == "thresholds" and len(parts) == 2:
+            name = f"threshold_{parts[1]}"
+        elif parts[0] == "shares" and len(parts) == 2:
+            name = f"share_{parts[1]}"
+        elif parts[0] == "clamp" and len(parts) == 2:
+            name = f"clamp_{parts[1]}"
+        elif parts[0] == "base":
+            name = "base"
+        self.add_error(name if name in self.fields else None, reason)

@@ -59,6 +59,8 @@ class CreditGrade(models.Model):
     grade = models.CharField(_("信用等级"), max_length=1)
     events = models.PositiveIntegerField(_("事件数"))
     computed_at = models.DateTimeField(_("评定时间"))
+    config_version = models.PositiveIntegerField(_("配置版本"), default=0,
+                                                 help_text=_("评定所用信用评价配置的版本（0 为内置默认值）"))
 
     objects = CreditGradeQuerySet.as_manager()
 
@@ -69,6 +71,63 @@ class CreditGrade(models.Model):
 
     def __str__(self) -> str:
         return f"{self.entity_id} {self.grade} ({self.score:.1f})"
+
+
+class CreditConfigQuerySet(models.QuerySet["CreditConfigVersion"]):
+    def restrict(self, principal: Any, action: str = "view") -> CreditConfigQuerySet:
+        from jiliang.registry.policy import apply
+        from jiliang.supervision.policy import credit_config_q
+
+        return apply(self, credit_config_q, principal, action)
+
+
+class CreditConfigVersion(models.Model):
+    """One version of the credit configuration (信用评价配置): weights and half-lives per event kind, base
+    score, clamp bounds, grade thresholds and draw shares per grade.  Append-only: the current configuration
+    is the highest version, earlier rows are its history; version 0 (no row) means the built-in defaults of
+    :mod:`jiliang.engine.credit`."""
+
+    version = models.PositiveIntegerField(_("版本"), unique=True)
+    config = models.JSONField(_("配置"))
+    note = models.CharField(_("修改说明"), max_length=300, blank=True)
+    created_by = models.CharField(_("修改人"), max_length=150)
+    created_at = models.DateTimeField(_("修改时间"), auto_now_add=True)
+
+    objects = CreditConfigQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("信用评价配置")
+        verbose_name_plural = _("信用评价配置")
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"credit config v{self.version}"
+
+
+class CreditRegradeRun(models.Model):
+    """One regrade (信用评定) with its inputs: the as-of date, the configuration version and values, how many
+    events up to which id, and what came out (entities, changed grades, count per grade)."""
+
+    as_of = models.DateField(_("评定基准日"))
+    config_version = models.PositiveIntegerField(_("配置版本"))
+    config = models.JSONField(_("配置"))
+    events = models.PositiveBigIntegerField(_("事件数"))
+    last_event_id = models.PositiveBigIntegerField(_("最大事件编号"), default=0)
+    entities = models.PositiveIntegerField(_("主体数"))
+    created = models.PositiveIntegerField(_("新评定数"))
+    changed = models.PositiveIntegerField(_("等级变化数"))
+    by_grade = models.JSONField(_("各等级数量"), default=dict)
+    started_at = models.DateTimeField(_("开始时间"))
+    finished_at = models.DateTimeField(_("结束时间"))
+    actor = models.CharField(_("执行人"), max_length=150)
+
+    class Meta:
+        verbose_name = _("信用评定记录")
+        verbose_name_plural = _("信用评定记录")
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"regrade {self.as_of} v{self.config_version}"
 
 
 class PlanQuerySet(models.QuerySet["InspectionPlan"]):

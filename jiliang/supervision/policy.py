@@ -2,6 +2,7 @@
 
 - credit: regulators and inspectors in their region (by the entity's region); an entity its own file
   (SPEC §1: a market entity "sees its credit file"); administrators everything.  Only regulators change.
+- credit configuration: every signed-in person views it; administrators and city regulators change it.
 - plans: regulators create and run plans in their region, inspectors view them; published plans are also
   public through the public bundle endpoint.
 """
@@ -24,6 +25,31 @@ def credit_q(scope: Scope, action: str) -> Q | None:
         return Q(entity__region__code__startswith=scope.region_prefix)
     if action == VIEW and scope.role in ORG_ROLES and scope.org_id is not None:
         return Q(entity_id=scope.org_id)
+    return None
+
+
+def credit_explanation_q(scope: Scope, action: str) -> Q | None:
+    """Who reads an entity's credit explanation (信用档案说明), on :class:`Organization` rows: regulators of
+    the entity's region and the entity itself; nobody else (administrators see everything, as everywhere)."""
+    if action != VIEW:
+        return None
+    if scope.role == Role.REGULATOR and scope.region_prefix:
+        return Q(region__code__startswith=scope.region_prefix)
+    if scope.role in ORG_ROLES and scope.org_id is not None:
+        return Q(pk=scope.org_id)
+    return None
+
+
+def credit_config_q(scope: Scope, action: str) -> Q | None:
+    """The credit configuration (信用评价配置) is transparent: every signed-in person sees it (an entity sees
+    the weights and thresholds on its explanation page anyway).  Administrators and city regulators (a
+    regulator whose region is a city or province, not a district) change it."""
+    if not scope.authenticated:
+        return None
+    if action == VIEW:
+        return Q()
+    if scope.role == Role.REGULATOR and scope.region_prefix and len(scope.region_prefix) <= 4:
+        return Q()
     return None
 
 

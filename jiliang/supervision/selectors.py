@@ -19,10 +19,20 @@ from django.utils.translation import gettext as _
 
 from jiliang.accounts.roles import Role, Scope
 from jiliang.core.errors import NotFound
+from jiliang.engine import credit
 from jiliang.engine.credit import GRADES
 from jiliang.portal.templatetags.jiliang_ui import localized_name
 from jiliang.registry.models import Instrument, InstrumentType, Organization, Region
-from jiliang.supervision.models import Case, ConflictDeclaration, Finding, InspectionPlan, InspectionTask
+from jiliang.supervision.models import (
+    Case,
+    ConflictDeclaration,
+    CreditConfigVersion,
+    CreditEvent,
+    CreditGrade,
+    Finding,
+    InspectionPlan,
+    InspectionTask,
+)
 
 Status = InspectionPlan.Status
 # The lifecycle in order, with the timestamp field that records when each step was reached.
@@ -409,3 +419,107 @@ def plan_results(plan: InspectionPlan) -> list[ResultRow] | None:
             conclusion=conclusion, conclusion_label=str(labels.get(conclusion, _("未检查"))),
             case_outcome=outcome, case_outcome_label=_outcome_label(outcome)))
     return out
+
+
+# ------------------------------------------------------------------------------------------ credit
+
+def may_view_credit_config(*, principal: Any) -> bool:
+    """Every signed-in person sees the credit configuration (信用评价配置): the score is meant to be transparent."""
+    from jiliang.registry.policy import VIEW
+    from jiliang.supervision.policy import credit_config_q
+
+    scope = Scope.of(principal)
+    return scope.is_admin or credit_config_q(scope, VIEW) is not None
+
+
+def may_change_credit_config(*, principal: Any) -> bool:
+    from jiliang.supervision.services import may_change_credit_config as may
+
+    return may(principal)
+
+
+@dataclass(frozen=True)
+class CreditConfigView:
+    """The configuration in force with its version (0: built-in defaults) and the stored history."""
+
+    version: int
+    config: credit.CreditConfig
+    row: CreditConfigVersion | None
+    history: list[CreditConfigVersion]
+
+
+def credit_config_get(*, principal: Any, history: int = 20) -> CreditConfigView:
+    """The current credit configuration and its latest versions, for people allowed to see it."""
+    if not may_view_credit_config(principal=principal):
+        raise NotFound("credit configuration not found")
+    rows = list(CreditConfigVersion.objects.restrict(principal, "view").order_by("-version")[:history])
+    if not rows:
+        return CreditConfigView(version=0, config=credit.CreditConfig.default(), row=None, history=[])
+    return CreditConfigView(version=rows[0].version, config=credit.CreditConfig.from_mapping(rows[0].config),
+                            row=rows[0], history=rows)
+
+
+@dataclass(frozen=True)
+class ExplanationRow:
+    """One event of an entity's credit file as the explanation shows it."""
+
+    event: CreditEvent
+    kind: str
+    age_days: int
+    weight: float
+    half_life_days: float
+    contribution: float
+    exact: float
+
+
+@dataclass(frozen=True)
+class CreditExplanation:
+    """An entity's credit explanation (信用档案说明): every event's decayed contribution, their sum, the score
+    (base + sum, clamped), the thresholds and the grade; and the stored grade for comparison."""
+
+    entity: Organization
+    as_of: dt.date
+    config_version: int
+    config: credit.CreditConfig
+    rows: list[ExplanationRow]
+    total: float
+    raw_score: float
+    score: float
+    grade: str
+    stored: CreditGrade | None
+
+    @property
+    def grade_tone(self) -> str:
+        return GRADE_TONE.get(self.grade, "neutral")
+
+    @property
+    def thresholds(self) -> list[tuple[str, str]]:
+        """``[("A", "≥ 90"), ("B", "≥ 75"), ("C", "≥ 60"), ("D", "< 60")]``."""
+        a, b, c = self.config.thresholds
+        return [("A", f"≥ {a:g}"), ("B", f"≥ {b:g}"), ("C", f"≥ {c:g}"), ("D", f"< {c:g}")]
+
+
+def credit_explanation(*, principal: Any, org_id: int, today: dt.date | None = None) -> CreditExplanation:
+    """The explanation of one entity's credit score, with the configuration in force, for the regulators of
+    the entity's region and the entity itself (:func:`policy.credit_explanation_q`); :class:`NotFound` for
+    anyone else."""
+    from jiliang.registry.policy import VIEW, apply
+    from jiliang.supervision.policy import credit_explanation_q
+    from jiliang.supervision.services import credit_entity_events, current_credit_config
+
+    entity = apply(Organization.objects.select_related("region"), credit_explanation_q, principal,
+                   VIEW).filter(pk=org_id).first()
+    if entity is None:
+        raise NotFound(f"no credit file for organization {org_id} in your scope")
+    today = today or timezone.localdate()
+    version, cfg = current_credit_config()
+    events = credit_entity_events(entity.pk, today)
+    explained = credit.explain(cfg, [(e.kind, age) for e, age in events], refs=[e for e, _a in events])
+    rows = [ExplanationRow(event=r["ref"], kind=r["event"], age_days=int(r["age_days"]), weight=r["weight"],
+                           half_life_days=r["half_life_days"], contribution=r["contribution"], exact=r["exact"])
+            for r in explained]
+    total = float(sum(r.exact for r in rows))
+    score = credit.score_one(cfg, [(e.kind, age) for e, age in events])
+    return CreditExplanation(entity=entity, as_of=today, config_version=version, config=cfg, rows=rows, total=total,
+                             raw_score=cfg.base + total, score=score, grade=credit.grades(cfg, [score])[0],
+                             stored=CreditGrade.objects.filter(entity=entity).first())

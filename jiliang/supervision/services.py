@@ -5,33 +5,43 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from jiliang.accounts.models import User
 from jiliang.accounts.roles import ORG_ROLES, Role, Scope, region_prefix
-from jiliang.core.changelog import log_change, snapshot
+from jiliang.core import bulk
+from jiliang.core.changelog import IMPORT_COLUMNS, actor_fields, import_entries, log_change, snapshot
+from jiliang.core.context import current_request_id
 from jiliang.core.errors import JiliangError, NotFound, PermissionDenied, Problem
+from jiliang.core.models import ChangeLog
 from jiliang.engine import credit, draw, pairing
 from jiliang.registry.models import Instrument, Organization, Region
+from jiliang.registry.policy import CHANGE
+from jiliang.supervision import grading
 from jiliang.supervision.models import (
     Case,
     ConflictDeclaration,
+    CreditConfigVersion,
     CreditEvent,
     CreditGrade,
+    CreditRegradeRun,
     Finding,
     InspectionPlan,
     InspectionTask,
 )
+from jiliang.supervision.policy import credit_config_q
 from jiliang.verification.services import verification_record
 
 GRADED_KINDS = ("market_entity", "market_operator", "charging_operator", "fuel_retailer", "utility")
@@ -61,45 +71,152 @@ def credit_event_record(*, actor: Any, entity_id: int, kind: str, occurred_on: d
 @dataclass
 class RegradeReport:
     entities: int
-    changed: int
+    changed: int  # new grades + grades that changed letter
     by_grade: dict[str, int]
+    created: int = 0
+    updated: int = 0  # rows rewritten (score, event count, letter or configuration version changed)
+    config_version: int = 0
+    run_id: int | None = None
+
+
+def current_credit_config() -> tuple[int, credit.CreditConfig]:
+    """The configuration in force (信用评价配置): the highest stored version, or version 0, the built-in
+    defaults of :mod:`jiliang.engine.credit`, while none is stored.  System use (regrade, plan defaults);
+    people read it through :func:`jiliang.supervision.selectors.credit_config_get`."""
+    row = CreditConfigVersion.objects.order_by("-version").first()
+    if row is None:
+        return 0, credit.CreditConfig.default()
+    return row.version, credit.CreditConfig.from_mapping(row.config)
+
+
+def may_change_credit_config(actor: Any) -> bool:
+    """Administrators and city regulators (the central policy, :func:`policy.credit_config_q`)."""
+    scope = Scope.of(actor)
+    return scope.is_admin or credit_config_q(scope, CHANGE) is not None
+
+
+@transaction.atomic
+def credit_config_update(*, actor: Any, config: Mapping[str, Any], note: str = "") -> CreditConfigVersion:
+    """Store a new version of the credit configuration (weights and half-lives per event kind, base score,
+    clamp bounds, grade thresholds A/B/C, draw shares per grade A–D).  Every problem is reported at once with
+    the field it concerns; every event kind must be configured.  The change is logged with the previous
+    version as ``before`` (version 0: the built-in defaults).  An unchanged configuration stores nothing and
+    returns the current version."""
+    if not may_change_credit_config(actor):
+        raise PermissionDenied("only an administrator or a city regulator changes the credit configuration")
+    try:
+        cfg = credit.CreditConfig.from_mapping(config, kinds=list(credit.DEFAULT_EVENTS))
+    except credit.CreditConfigError as exc:
+        raise JiliangError("the credit configuration is invalid", code="validation_failed",
+                           details=[Problem(row=None, field=f, reason=r) for f, r in exc.problems]) from exc
+    current = CreditConfigVersion.objects.select_for_update().order_by("-version").first()
+    if current is not None and credit.CreditConfig.from_mapping(current.config) == cfg:
+        return current
+    before = snapshot(current) if current is not None else {
+        "version": 0, "config": credit.CreditConfig.default().as_mapping(), "note": "built-in defaults"}
+    try:
+        with transaction.atomic():
+            row = CreditConfigVersion.objects.create(
+                version=(current.version if current else 0) + 1, config=cfg.as_mapping(), note=note.strip()[:300],
+                created_by=str(getattr(actor, "username", actor))[:150])
+    except IntegrityError as exc:  # another version was stored meanwhile (only possible before the first)
+        raise JiliangError("the configuration was changed meanwhile; reload and try again",
+                           code="invalid_state", status=409) from exc
+    log_change(actor=actor, obj=row, action="create", before=before)
+    return row
+
+
+def credit_entity_events(entity_id: int, today: dt.date) -> list[tuple[CreditEvent, float]]:
+    """One entity's events that occurred on or before ``today``, newest first, each with its age in days."""
+    events = CreditEvent.objects.filter(entity_id=entity_id, occurred_on__lte=today).order_by("-occurred_on", "-id")
+    return [(e, float((today - e.occurred_on).days)) for e in events]
+
+
+def credit_entity_score(entity_id: int, *, today: dt.date, config: credit.CreditConfig) -> tuple[float, str, int]:
+    """One entity's score, grade and event count, computed from its own rows (the explanation page's sum; the
+    columnar regrade must give the same)."""
+    pairs = [(e.kind, age) for e, age in credit_entity_events(entity_id, today)]
+    s = credit.score_one(config, pairs)
+    return s, credit.grades(config, [s])[0], len(pairs)
+
+
+_GRADE_LOG_FIELDS = ("id", "entity_id", "score", "grade", "events", "computed_at", "config_version")
 
 
 @transaction.atomic
 def credit_regrade(*, actor: Any, today: dt.date | None = None, config: credit.CreditConfig | None = None
                    ) -> RegradeReport:
-    """Score every market-facing entity from its events (vectorised) and store the grades; every change of
-    grade is logged with the score and the number of events it came from."""
-    cfg = config or credit.CreditConfig.default()
+    """Score every market-facing entity (计量信用评定) from its events and store the grades, column-wise:
+    events and current grades are read into NumPy arrays (:mod:`jiliang.supervision.grading`), scored by the
+    vectorised engine with the stored configuration (:func:`current_credit_config`; ``config`` overrides it,
+    recorded as version 0), and only the rows that changed are written, in bulk.  New grades are logged as
+    ``import`` entries (one per 10,000), every change of letter as an ``update`` entry with before/after, and
+    the run itself (as-of date, configuration version and values, event count and high-water id, outcome) as
+    a :class:`CreditRegradeRun`."""
+    started = timezone.now()
+    version, cfg = (0, config) if config is not None else current_credit_config()
     today = today or timezone.localdate()
-    ids = list(Organization.objects.filter(Q(kinds__kind__in=GRADED_KINDS) | Q(credit_events__isnull=False))
-               .distinct().order_by("id").values_list("id", flat=True))
-    index = {pk: i for i, pk in enumerate(ids)}
-    rows = list(CreditEvent.objects.filter(entity_id__in=ids).values_list("entity_id", "kind", "occurred_on"))
-    ent = np.array([index[r[0]] for r in rows], dtype=np.intp)
-    age = np.array([(today - r[2]).days for r in rows], dtype=np.float64)
-    scores = credit.scores(cfg, n_entities=len(ids), entity=ent, event=[r[1] for r in rows], age_days=age)
-    grades = credit.grades(cfg, scores)
-    counts = np.bincount(ent, minlength=len(ids)) if len(ids) else np.array([], dtype=np.int64)
+    bulk.lock_for_bulk_insert(CreditGrade)
+    ev = grading.load_events(today=today, kinds=cfg.event_names)
+    scored = grading.score_all(cfg, ev, grading.graded_kind_entities(GRADED_KINDS))
+    old = grading.load_grades()
     now = timezone.now()
-    current = {g.entity_id: g for g in CreditGrade.objects.filter(entity_id__in=ids)}
-    changed = 0
-    to_create = []
-    for pk, s, g, n in zip(ids, scores.tolist(), grades, counts.tolist(), strict=True):
-        old = current.get(pk)
-        if old is None:
-            to_create.append(CreditGrade(entity_id=pk, score=s, grade=g, events=n, computed_at=now))
-            continue
-        if old.grade != g or abs(old.score - s) > 1e-9 or old.events != n:
-            before = snapshot(old)
-            old.score, old.grade, old.events, old.computed_at = s, g, n, now
-            old.save(update_fields=["score", "grade", "events", "computed_at"])
-            if before["grade"] != g:
-                log_change(actor=actor, obj=old, action="update", before=before)
-                changed += 1
-    CreditGrade.objects.bulk_create(to_create, batch_size=2000)
-    by_grade = {k: grades.count(k) for k in credit.GRADES}
-    return RegradeReport(entities=len(ids), changed=changed + len(to_create), by_grade=by_grade)
+    # Match stored grades to scored entities (both ascending by entity id).
+    at = np.searchsorted(old.entity, scored.ids) if old.entity.size else np.zeros(scored.ids.size, np.intp)
+    at = np.minimum(at, max(old.entity.size - 1, 0))
+    known = (old.entity[at] == scored.ids) if old.entity.size else np.zeros(scored.ids.size, dtype=bool)
+    new = ~known
+    k_at = at[known]
+    differs = ((old.grade[k_at] != scored.grade[known]) | (np.abs(old.score[k_at] - scored.score[known]) > 1e-9)
+               | (old.events[k_at] != scored.events[known]) | (old.config_version[k_at] != version))
+    upd = np.flatnonzero(known)[differs]
+    letter = upd[old.grade[at[upd]] != scored.grade[upd]]
+    new_ids = grading.insert_grades(scored.ids[new], scored.score[new], scored.grade[new], scored.events[new], now,
+                                    version)
+    grading.update_grades(scored.ids[upd], scored.score[upd], scored.grade[upd], scored.events[upd], now, version)
+    _log_grades(actor, old, at, scored, new, new_ids, letter, now, version)
+    by_grade = dict(zip(credit.GRADES, np.bincount(scored.grade, minlength=4).tolist(), strict=True))
+    run = CreditRegradeRun.objects.create(
+        as_of=today, config_version=version, config=cfg.as_mapping(), events=len(ev), last_event_id=ev.last_id,
+        entities=int(scored.ids.size), created=int(new.sum()), changed=int(letter.size), by_grade=by_grade,
+        started_at=started, finished_at=timezone.now(), actor=str(getattr(actor, "username", actor))[:150])
+    log_change(actor=actor, obj=run, action="create")
+    return RegradeReport(entities=int(scored.ids.size), changed=int(new.sum()) + int(letter.size), by_grade=by_grade,
+                         created=int(new.sum()), updated=int(upd.size), config_version=version, run_id=run.pk)
+
+
+def _log_grades(actor: Any, old: grading.GradeColumns, at: npt.NDArray[np.intp], scored: grading.Scored,
+                new: npt.NDArray[np.bool_], new_ids: npt.NDArray[np.int64], letter: npt.NDArray[np.intp],
+                now: dt.datetime, version: int) -> None:
+    """Change log for a regrade: ``import`` entries for the new grades, one ``update`` entry with before and
+    after per change of letter, written in bulk."""
+    rows: list[list[Any]] = []
+    if new_ids.size:
+        at_s = now.isoformat()
+        values = [[e, s, credit.GRADES[g], n, at_s, version] for e, s, g, n in zip(
+            scored.ids[new].tolist(), scored.score[new].tolist(), scored.grade[new].tolist(),
+            scored.events[new].tolist(), strict=True)]
+        rows += import_entries(model=CreditGrade, ids=new_ids.tolist(), columns=list(_GRADE_LOG_FIELDS[1:]),
+                               rows=values, actor=actor, at=now)
+    if letter.size:
+        actor_id, actor_label = actor_fields(actor)
+        rid = current_request_id()
+        at_s = now.isoformat()
+        repr_model = CreditGrade._meta.model_name or ""
+        for i in letter.tolist():
+            j = int(at[i])
+            ent = int(scored.ids[i])
+            before = {"id": int(old.id[j]), "entity_id": ent, "score": float(old.score[j]),
+                      "grade": credit.GRADES[int(old.grade[j])], "events": int(old.events[j]),
+                      "config_version": int(old.config_version[j])}
+            g = credit.GRADES[int(scored.grade[i])]
+            s = float(scored.score[i])
+            after = {"id": int(old.id[j]), "entity_id": ent, "score": s, "grade": g, "events": int(scored.events[i]),
+                     "computed_at": at_s, "config_version": version}
+            rows.append([now, ChangeLog.Action.UPDATE.value, "supervision", repr_model, str(int(old.id[j])),
+                         f"{ent} {g} ({s:.1f})", actor_id, actor_label, rid, before, after, ""])
+    if rows:
+        bulk.insert_rows(ChangeLog, IMPORT_COLUMNS, rows)
 
 
 def _plan(actor: Any, plan_id: int) -> InspectionPlan:
@@ -123,7 +240,7 @@ def plan_create(*, actor: Any, name: str, region_code: str, period_start: dt.dat
     if period_end < period_start:
         raise JiliangError("the period ends before it starts", code="validation_failed")
     try:
-        sh = draw._shares(shares or draw.DEFAULT_SHARES)
+        sh = draw._shares(shares or current_credit_config()[1].shares)
     except draw.DrawError as exc:
         raise JiliangError(str(exc), code="validation_failed") from exc
     plan = InspectionPlan.objects.create(name=name[:200], region_id=region_code, period_start=period_start,

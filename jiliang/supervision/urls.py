@@ -26,3 +26,8 @@ urlpatterns += [
     path("conflicts/", views.conflict_list, name="conflict_list"),
     path("plans/<int:pk>/results/publish/", views.results_publish, name="results_publish"),
 ]
+
+urlpatterns += [
+    path("credit/config/", views.credit_config, name="credit_config"),
+    path("credit/entities/<int:org_id>/", views.credit_explanation, name="credit_explanation"),
+]

@@ -18,6 +18,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from jiliang.accounts.models import User
@@ -26,7 +27,15 @@ from jiliang.core.errors import JiliangError, NotFound, PermissionDenied
 from jiliang.registry.models import Organization
 from jiliang.registry.views import scoped
 from jiliang.supervision import selectors, services
-from jiliang.supervision.forms import ConflictForm, DrawForm, FindingForm, PlanCreateForm, RectifyForm, TaskCompleteForm
+from jiliang.supervision.forms import (
+    ConflictForm,
+    CreditConfigForm,
+    DrawForm,
+    FindingForm,
+    PlanCreateForm,
+    RectifyForm,
+    TaskCompleteForm,
+)
 from jiliang.supervision.models import Case, InspectionPlan, InspectionTask
 
 # The detail page lists at most this many targets above the (paginated) frame table.
@@ -57,7 +66,8 @@ def plan_list(request: HttpRequest) -> HttpResponse:
     if may_create:
         form = PlanCreateForm(request.POST if request.method == "POST" else None,
                               regions=selectors.plan_region_choices(principal=request.user),
-                              types=selectors.instrument_type_choices())
+                              types=selectors.instrument_type_choices(),
+                              shares=services.current_credit_config()[1].shares)
     if request.method == "POST":
         if form is None:
             raise PermissionDenied(_("只有监管人员可以新建抽查计划"))
@@ -406,3 +416,61 @@ def results_publish(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, _("检查结果已公开。"))
     return redirect("supervision:plan_detail", pk=pk)
+
+
+# ------------------------------------------------------------------------------------------ credit
+
+EVENT_LABELS = {
+    "spot_check_passed": _lazy("抽查合格"), "spot_check_failed": _lazy("抽查不合格"),
+    "alert_confirmed": _lazy("在线监测告警确认"), "complaint_upheld": _lazy("投诉查实"),
+    "case_penalty": _lazy("行政处罚"), "rectification_done": _lazy("整改完成"),
+    "commitment_signed": _lazy("签署诚信计量承诺"), "demonstration_award": _lazy("诚信计量示范单位"),
+    "verification_overdue": _lazy("逾期未检定"),
+}
+
+
+@scoped
+@require_http_methods(["GET", "POST"])
+def credit_config(request: HttpRequest) -> HttpResponse:
+    """``/credit/config/``: the credit configuration in force (信用评价配置) and its history; administrators and
+    city regulators store a new version here."""
+    view = selectors.credit_config_get(principal=request.user)
+    may_change = selectors.may_change_credit_config(principal=request.user)
+    form = CreditConfigForm(request.POST if request.method == "POST" else None, config=view.config) \
+        if may_change else None
+    if request.method == "POST":
+        if form is None:
+            raise PermissionDenied(_("只有管理员或市级监管人员可以修改信用评价配置"))
+        if form.is_valid():
+            try:
+                row = services.credit_config_update(actor=request.user, config=form.to_config(),
+                                                    note=form.cleaned_data["note"])
+            except (NotFound, PermissionDenied):
+                raise
+            except JiliangError as exc:
+                if not exc.details:
+                    form.add_error(None, exc.message)
+                for p in exc.details:
+                    form.add_service_problem(p.field, p.reason)
+            else:
+                messages.success(request, _("已保存信用评价配置（版本 %(v)s），下次信用评定起生效。")
+                                 % {"v": row.version})
+                return redirect("supervision:credit_config")
+    return render(request, "supervision/credit_config.html", {
+        "view": view, "config": view.config, "form": form, "may_change": may_change,
+        "event_rows": [(k, EVENT_LABELS.get(k, k), w, hl) for k, (w, hl) in view.config.events.items()],
+        "event_labels": EVENT_LABELS,
+        "shares": [(g, f"{round(view.config.shares[g] * 100, 4):g}%") for g in ("A", "B", "C", "D")],
+    })
+
+
+@scoped
+@require_safe
+def credit_explanation(request: HttpRequest, org_id: int) -> HttpResponse:
+    """``/credit/entities/<id>/``: an entity's credit explanation (信用档案说明) -- each event with its date,
+    kind, source, weight, age and decayed contribution, the sum, the thresholds and the grade."""
+    exp = selectors.credit_explanation(principal=request.user, org_id=org_id)
+    return render(request, "supervision/credit_explanation.html", {
+        "exp": exp, "event_labels": EVENT_LABELS,
+        "rows": [(r, EVENT_LABELS.get(r.kind, r.kind)) for r in exp.rows],
+    })

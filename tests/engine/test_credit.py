@@ -13,7 +13,7 @@ def test_an_event_halves_at_its_half_life() -> None:
 
 
 def test_no_events_is_the_base_and_scores_are_clamped() -> None:
-    cfg = CreditConfig(events={"bad": (-500.0, 10.0), "good": (500.0, 10.0)})
+    cfg = CreditConfig(events={"bad": (-100.0, 10.0), "good": (100.0, 10.0)})
     s = scores(cfg, n_entities=3, entity=[0, 1], event=["bad", "good"], age_days=[0, 0])
     assert s.tolist() == [0.0, 100.0, 80.0]
 

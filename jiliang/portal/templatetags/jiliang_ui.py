@@ -93,6 +93,7 @@ def main_menu(context: template.Context) -> list[dict[str, Any]]:
         "supervision:task_list": _("检查任务"),
         "supervision:case_list": _("案件"),
         "factory:home": _("二检合一"),
+        "supervision:credit_config": _("信用规则"),
     }
     names = list(_BASE_MENU)
     role = "admin" if user.is_superuser else str(getattr(user, "role", ""))
@@ -108,6 +109,8 @@ def main_menu(context: template.Context) -> list[dict[str, Any]]:
         names.append("verification:due_list")
     if role in _FACTORY_ROLES:
         names.append("factory:home")
+    if role in ("admin", "regulator"):
+        names.append("supervision:credit_config")
     if role in _IMPORT_ROLES:
         names.append("registry:import")
     path = request.path if request is not None else ""
