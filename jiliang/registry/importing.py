@@ -642,7 +642,7 @@ def import_instruments(*, table: Table, actor: Any, skip_invalid: bool = False,
                                                     accuracy_class=key[3], params=params).pk
                 models_by_key[key] = pk
                 new_models.add(pk)
-        next_id = bulk.allocate_block(Instrument, n)
+        first_id = bulk.allocate_block(Instrument, n)  # row k of the clean rows gets first_id + k
         tokens = new_qr_tokens(n)
         now = timezone.now()
         stamp = bulk.copy_text(now)
@@ -672,10 +672,9 @@ def import_instruments(*, table: Table, actor: Any, skip_invalid: bool = False,
                     progress(hi)
                 if (result.rejected and not skip_invalid) or not clean:
                     continue  # nothing will be written: keep looking for problems only
-                rows = [[next_id + k, g[0], g[1], g[2], g[3], models_by_key[(g[3], g[4], g[2], g[5])], g[5], g[6],
+                rows = [[first_id + k, g[0], g[1], g[2], g[3], models_by_key[(g[3], g[4], g[2], g[5])], g[5], g[6],
                          g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15], tokens[k], now, now]
                         for k, g in enumerate(clean, start=len(logged))]
-                next_id += len(rows)
                 logged += [r[:_LOGGED] for r in rows]
                 if writer is not None:
                     writer.write(_copy_text(rows, stamp, params_text))
