@@ -336,6 +336,27 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_telemetry_prune(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import zoneinfo
+
+    from jiliang.monitoring.partitions import prune
+
+    try:
+        day = dt.date.fromisoformat(args.before)
+    except ValueError:
+        return _fail(f"--before {args.before!r}: not a date (YYYY-MM-DD)")
+    before = dt.datetime.combine(day, dt.time(0), tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai"))
+    report = prune(before=before, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for table, n in report.deleted.items():
+        if n or report.kept.get(table):
+            print(f"{table}: {verb} {n}, kept {report.kept.get(table, 0)} (evidence of open alerts)")
+    for name in report.dropped_partitions:
+        print(f"dropped partition {name}")
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     import orjson
 
@@ -482,6 +503,15 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run every enabled detector over the records stored since its last run; "
                          "findings open alerts (one open alert per device and detector) or update them.")
     det.set_defaults(func=cmd_detect)
+
+    tel = sub.add_parser("telemetry", help="telemetry housekeeping (retention)",
+                         description="Telemetry housekeeping. prune: remove raw records older than a date, "
+                         "except those of instruments with an open alert (evidence).")
+    tel_sub = tel.add_subparsers(dest="telemetry_command", required=True)
+    tp = tel_sub.add_parser("prune", help="remove raw records older than --before (open alerts' evidence kept)")
+    tp.add_argument("--before", required=True, help="date (YYYY-MM-DD, Asia/Shanghai midnight)")
+    tp.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    tp.set_defaults(func=cmd_telemetry_prune)
 
     al = sub.add_parser("alerts", help="list alerts (SPEC 3.7)", description="Print every alert.")
     al.add_argument("--format", choices=["json", "table"], default="table")

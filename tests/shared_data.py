@@ -17,3 +17,6 @@ def testdata(*parts: str) -> Path:
             raise RuntimeError(f"the shared test data is missing: {path} (set JILIANG_SHARED_DIR)")
         pytest.skip(f"shared test data not found at {path}")
     return path
+
+
+testdata.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test (its name starts with "test")

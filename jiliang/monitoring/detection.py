@@ -45,7 +45,7 @@ SOURCES: dict[str, tuple[Any, tuple[str, ...], str]] = {
     "charger.session": (ChargerSession, ("id", "device_id", "start_ts", "seq", "meter_start_wh", "meter_end_wh",
                                          "energy_wh", "ocmf"), "start_ts"),
 }
-CHUNK = 500_000
+CHUNK = 2_000_000
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -71,6 +71,11 @@ def _epoch(values: list[Any]) -> npt.NDArray[np.float64]:
     return np.array([v.timestamp() for v in values], dtype=np.float64)
 
 
+def _sort(kind: str, out: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+    order = np.lexsort((out["ts"], out["device"]))
+    return {k: v[order] for k, v in out.items()}
+
+
 def _columns(kind: str, rows: list[tuple[Any, ...]]) -> dict[str, npt.NDArray[Any]]:
     _model, cols, tcol = SOURCES[kind]
     out: dict[str, npt.NDArray[Any]] = {}
@@ -83,14 +88,129 @@ def _columns(kind: str, rows: list[tuple[Any, ...]]) -> dict[str, npt.NDArray[An
             out[name] = np.array(values, dtype=object)
         else:
             out[name] = np.array(values, dtype=np.int64)
-    order = np.lexsort((out["ts"], out["device"]))
-    return {k: v[order] for k, v in out.items()}
+    return _sort(kind, out)
 
 
-# Registry data some detectors need beside the telemetry, as extra columns.
+# --- reading a chunk of rows straight into NumPy columns -------------------------------------------------
+
+_PG_FIXED = {"bigint": ">i8", "integer": ">i4", "smallint": ">i2", "timestamp with time zone": ">i8"}
+PG_EPOCH_S = 946_684_800.0
+
+
+def _read_chunk(kind: str, after: int, chunk: int) -> dict[str, npt.NDArray[Any]] | None:
+    """The next ``chunk`` rows of the kind's table with id > ``after``, as columns sorted by device and
+    time (times in seconds since the epoch), or None when there are none.  No ORM objects: PostgreSQL sends
+    fixed-width rows as binary COPY read with one ``np.frombuffer``; SQLite's rows come from a raw cursor."""
+    from django.db import connection
+
+    model, cols, tcol = SOURCES[kind]
+    table = model._meta.db_table
+    names = ", ".join(f'"{c}"' for c in cols)
+    sql = f'SELECT {names} FROM "{table}" WHERE "id" > %s ORDER BY "id" LIMIT %s'  # noqa: S608
+    by_column = {f.column: f for f in model._meta.concrete_fields}
+    types = [str(by_column[c].db_type(connection)) for c in cols]
+    out: dict[str, npt.NDArray[Any]] = {}
+    rename = {c: "device" if c == "device_id" else ("ts" if c == tcol else c) for c in cols}
+    if connection.vendor == "postgresql" and all(t in _PG_FIXED for t in types):
+        with connection.cursor() as cur:
+            raw = cur.cursor
+            with raw.copy(f"COPY ({sql.replace('%s', str(int(after)), 1).replace('%s', str(int(chunk)), 1)}) "
+                          "TO STDOUT (FORMAT BINARY)") as copy:
+                data = b"".join(bytes(b) for b in copy)
+        body = data[19:-2]  # header (11 + 4 + 4 bytes) and the trailer
+        fields: list[tuple[str, str]] = [("n", ">i2")]
+        for j, t in enumerate(types):
+            fields += [(f"l{j}", ">i4"), (f"v{j}", _PG_FIXED[t])]
+        arr = np.frombuffer(body, dtype=np.dtype(fields))
+        if not arr.size:
+            return None
+        for j, (c, t) in enumerate(zip(cols, types, strict=True)):
+            v = arr[f"v{j}"]
+            out[rename[c]] = (v.astype(np.float64) / 1e6 + PG_EPOCH_S if t.startswith("timestamp")
+                              else v.astype(np.int64))
+        return _sort(kind, out)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(sql, [after, chunk])
+            rows = cur.fetchall()
+        return _columns(kind, rows) if rows else None
+    # SQLite: times (naive UTC text) become whole microseconds in SQL, so numeric rows convert in one call
+    exprs = [f'CAST(strftime(\'%%s\', "{c}") AS INTEGER) * 1000000 + CASE WHEN length("{c}") > 19 THEN '
+             f'CAST(substr("{c}" || \'000000\', 21, 6) AS INTEGER) ELSE 0 END' if t == "datetime" else f'"{c}"'
+             for c, t in zip(cols, types, strict=True)]
+    with connection.cursor() as cur:
+        cur.execute(f'SELECT {", ".join(exprs)} FROM "{table}" WHERE "id" > %s ORDER BY "id" LIMIT %s',  # noqa: S608
+                    [after, chunk])
+        rows = cur.fetchall()
+    if not rows:
+        return None
+    if all(t in _PG_FIXED or t == "datetime" for t in types):
+        matrix = np.array(rows, dtype=np.int64)
+        for j, (c, t) in enumerate(zip(cols, types, strict=True)):
+            out[rename[c]] = matrix[:, j] / 1e6 if t == "datetime" else matrix[:, j]
+        return _sort(kind, out)
+    for c, t, values in zip(cols, types, zip(*rows, strict=True), strict=True):
+        if t == "datetime":
+            out[rename[c]] = np.array(values, dtype=np.int64) / 1e6
+        elif isinstance(values[0], str):
+            out[rename[c]] = np.array(values, dtype=object)
+        else:
+            out[rename[c]] = np.array(values, dtype=np.int64)
+    return _sort(kind, out)
+
+
+# --- registry data some detectors need beside the telemetry, cached between runs --------------------------
+
+DEFAULT_CAPACITY_MILLI_PER_H = {"water_meter": 3125.0, "gas_meter": 6000.0, "electricity_meter": 13800.0}
+_REGISTRY_CACHE: dict[str, Any] = {}
+
+
+def _capacity_of(itype: str, params: dict[str, Any] | None) -> float:
+    """Water: Q4 = 1.25 Q3 (m³/h → L/h); gas: qmax; electricity: Imax × 230 V (Wh/h)."""
+    p = params or {}
+    if itype == "water_meter" and p.get("Q3_m3h"):
+        return 1.25 * float(p["Q3_m3h"]) * 1000
+    if itype == "gas_meter" and p.get("qmax_m3h"):
+        return float(p["qmax_m3h"]) * 1000
+    if itype == "electricity_meter" and p.get("Imax_a"):
+        return float(p["Imax_a"]) * 230
+    return DEFAULT_CAPACITY_MILLI_PER_H.get(itype, 13800.0)
+
+
+def load_extras(devices: npt.NDArray[np.int64] | None = None) -> dict[str, dict[int, Any]]:
+    """Place, meter capacity, filed software checksum and public key of the registry's instruments that
+    can send telemetry, loaded once and kept until an instrument changes (the registry's latest
+    ``updated_at`` and row count are the cache key)."""
+    from django.db.models import Count, Max
+
+    stamp = Instrument.objects.aggregate(m=Max("updated_at"), n=Count("id"))
+    key = (stamp["m"], stamp["n"], Instrument._meta.db_table)
+    cached = _REGISTRY_CACHE.get("data")
+    if cached is None or _REGISTRY_CACHE.get("key") != key:
+        from jiliang.engine.telemetry import DEVICE_TYPES
+
+        types: set[str] = set().union(*DEVICE_TYPES.values())
+        place, capacity, sw_hash, public_key = {}, {}, {}, {}
+        for pk, itype, pl, params, sw, pub in Instrument.objects.filter(instrument_type_id__in=types).values_list(
+                "id", "instrument_type_id", "place_id", "params", "sw_hash", "public_key_hex").iterator(
+                chunk_size=20000):
+            place[pk], sw_hash[pk], public_key[pk] = pl, sw, pub
+            capacity[pk] = _capacity_of(itype, params)
+        cached = {"place": place, "capacity": capacity, "sw_hash": sw_hash, "public_key": public_key}
+        _REGISTRY_CACHE.update(data=cached, key=key)
+    return dict(cached)
+
+
+def _lookup(batch: dict[str, npt.NDArray[Any]], table: dict[int, Any]) -> list[Any]:
+    """The table's value for each row's device (None when absent), one dictionary look-up per device."""
+    devices, inverse = np.unique(batch["device"], return_inverse=True)
+    per = [table.get(d) for d in devices.tolist()]
+    return [per[i] for i in inverse.tolist()]
+
+
 def _filed_hash(batch: dict[str, npt.NDArray[Any]]) -> None:
-    filed = dict(Instrument.objects.filter(pk__in=np.unique(batch["device"]).tolist()).values_list("id", "sw_hash"))
-    batch["filed_sw_hash"] = np.array([filed.get(int(d), "") for d in batch["device"]], dtype=object)
+    filed = load_extras(batch["device"])["sw_hash"]
+    batch["filed_sw_hash"] = np.array([v or "" for v in _lookup(batch, filed)], dtype=object)
 
 
 def _verification_distance(batch: dict[str, npt.NDArray[Any]]) -> None:
@@ -107,34 +227,22 @@ def _verification_distance(batch: dict[str, npt.NDArray[Any]]) -> None:
 
 
 def _place(batch: dict[str, npt.NDArray[Any]]) -> None:
-    places = dict(Instrument.objects.filter(pk__in=np.unique(batch["device"]).tolist()).values_list("id", "place_id"))
-    batch["place"] = np.array([places.get(int(d)) or -int(d) for d in batch["device"]], dtype=np.int64)
-
-
-DEFAULT_CAPACITY_MILLI_PER_H = {"water_meter": 3125.0, "gas_meter": 6000.0, "electricity_meter": 13800.0}
+    devices, inverse = np.unique(batch["device"], return_inverse=True)
+    places = load_extras(batch["device"])["place"]
+    per = np.array([places.get(d) or -d for d in devices.tolist()], dtype=np.int64)
+    batch["place"] = per[inverse]
 
 
 def _capacity(batch: dict[str, npt.NDArray[Any]]) -> None:
-    """Water: Q4 = 1.25 Q3 (m³/h → L/h); gas: qmax; electricity: Imax × 230 V (Wh/h)."""
-    caps: dict[int, float] = {}
-    for pk, itype, params in Instrument.objects.filter(pk__in=np.unique(batch["device"]).tolist()).values_list(
-            "id", "instrument_type_id", "params"):
-        p = params or {}
-        if itype == "water_meter" and p.get("Q3_m3h"):
-            caps[pk] = 1.25 * float(p["Q3_m3h"]) * 1000
-        elif itype == "gas_meter" and p.get("qmax_m3h"):
-            caps[pk] = float(p["qmax_m3h"]) * 1000
-        elif itype == "electricity_meter" and p.get("Imax_a"):
-            caps[pk] = float(p["Imax_a"]) * 230
-        else:
-            caps[pk] = DEFAULT_CAPACITY_MILLI_PER_H.get(itype, 13800.0)
-    batch["max_rate_milli_per_h"] = np.array([caps.get(int(d), 13800.0) for d in batch["device"]])
+    devices, inverse = np.unique(batch["device"], return_inverse=True)
+    caps = load_extras(batch["device"])["capacity"]
+    per = np.array([caps.get(d, 13800.0) for d in devices.tolist()], dtype=np.float64)
+    batch["max_rate_milli_per_h"] = per[inverse]
 
 
 def _public_key(batch: dict[str, npt.NDArray[Any]]) -> None:
-    keys = dict(Instrument.objects.filter(pk__in=np.unique(batch["device"]).tolist())
-                .values_list("id", "public_key_hex"))
-    batch["public_key"] = np.array([keys.get(int(d), "") for d in batch["device"]], dtype=object)
+    keys = load_extras(batch["device"])["public_key"]
+    batch["public_key"] = np.array([v or "" for v in _lookup(batch, keys)], dtype=object)
 
 
 EXTRAS: dict[str, Callable[[dict[str, npt.NDArray[Any]]], None]] = {
@@ -181,31 +289,48 @@ def enabled_detectors() -> list[Detector]:
 
 
 def run_detectors(*, keys: list[str] | None = None, chunk: int = CHUNK) -> RunReport:
+    """Run the enabled detectors over the records past their cursors.  Detectors reading the same kind
+    share each chunk (read once from the lowest cursor; each detector sees only the rows past its own),
+    and their alerts, cursors and states are committed together, chunk by chunk."""
     report = RunReport()
+    by_kind: dict[str, list[Detector]] = {}
+    reports: dict[str, DetectorReport] = {}
     for det in enabled_detectors():
-        if keys and det.key not in keys:
-            continue
-        model, cols, _t = SOURCES[det.kind]
-        rep = DetectorReport(det.key)
+        if not keys or det.key in keys:
+            by_kind.setdefault(det.kind, []).append(det)
+            reports[det.key] = DetectorReport(det.key)
+    for kind, dets in by_kind.items():
         while True:
             with transaction.atomic():
-                cursor, _ = DetectorCursor.objects.select_for_update().get_or_create(key=det.key)
-                rows = list(model.objects.filter(id__gt=cursor.last_id).order_by("id").values_list(*cols)[:chunk])
-                if not rows:
+                cursors = {}
+                for det in dets:
+                    cursors[det.key], _ = DetectorCursor.objects.select_for_update().get_or_create(key=det.key)
+                low = min(c.last_id for c in cursors.values())
+                batch = _read_chunk(kind, low, chunk)
+                if batch is None:
                     break
-                batch = _columns(det.kind, rows)
-                if det.key in EXTRAS:
-                    EXTRAS[det.key](batch)
-                findings, state = det.run(batch, cursor.state)
-                _upsert_alerts(det.key, findings, rep)
-                cursor.last_id = max(r[0] for r in rows)
-                cursor.state = state
-                cursor.save()
-                rep.rows += len(rows)
-                rep.findings += len(findings)
-            if len(rows) < chunk:
+                top = int(batch["id"].max())
+                for det in dets:
+                    cursor, rep = cursors[det.key], reports[det.key]
+                    mine = batch
+                    if cursor.last_id > low:
+                        keep = batch["id"] > cursor.last_id
+                        mine = {k: v[keep] for k, v in batch.items()}
+                    if mine["id"].size:
+                        mine = dict(mine)
+                        if det.key in EXTRAS:
+                            EXTRAS[det.key](mine)
+                        findings, state = det.run(mine, cursor.state)
+                        _upsert_alerts(det.key, findings, rep)
+                        cursor.state = state
+                        rep.rows += int(mine["id"].size)
+                        rep.findings += len(findings)
+                    cursor.last_id = max(cursor.last_id, top)
+                    cursor.save()
+                rows = int(batch["id"].size)
+            if rows < chunk:
                 break
-        report.detectors.append(rep)
+    report.detectors = list(reports.values())
     return report
 
 

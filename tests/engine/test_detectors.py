@@ -144,3 +144,53 @@ def test_charger_continuity_across_batches() -> None:
 @pytest.mark.parametrize("module", [scales_mod, meters_mod, chargers_mod])
 def test_docstring_examples(module: object) -> None:
     assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
+
+
+def _stuck_reference(det: MeterStuckRegister, b: dict[str, np.ndarray], state: dict[str, object]) -> list[object]:
+    """The stuck-register rule (表计停走) as a per-device, per-reading Python loop: the vectorised detector
+    must find exactly the same."""
+    since = dict(state.get("since", {}))  # type: ignore[call-overload]
+    moving, first, last, place = {}, {}, {}, {}
+    for i, d in enumerate(b["device"].tolist()):
+        first.setdefault(d, i)
+        last[d] = i
+        place.setdefault(d, int(b["place"][i]))
+    for d in sorted(first):
+        s, e = first[d], last[d] + 1
+        r0, t0 = since.get(str(d), (b["register_milli"][s], b["ts"][s]))
+        for i in range(s, e):
+            if b["register_milli"][i] != r0:
+                r0, t0 = b["register_milli"][i], b["ts"][i]
+        since[str(d)] = (float(r0), float(t0))
+        moving[d] = bool(b["register_milli"][e - 1] > b["register_milli"][s]) or bool(
+            b["ts"][e - 1] - t0 < det.params["min_hours"] * 3600)
+    out = []
+    for d in sorted(first):
+        r0, t0 = since[str(d)]
+        hours = (b["ts"][last[d]] - t0) / 3600.0
+        others = [o for o in first if place[o] == place[d] and o != d]
+        if hours < det.params["min_hours"] or not others:
+            continue
+        share = sum(moving[o] for o in others) / len(others)
+        if share >= det.params["neighbour_share"]:
+            out.append((d, round(float(hours), 1), r0, len(others), round(share, 3)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_stuck_register_matches_the_per_reading_loop(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    dev = np.sort(rng.integers(1, 25, n))
+    ts, reg = np.zeros(n), np.zeros(n)
+    for d in np.unique(dev):
+        idx = np.flatnonzero(dev == d)
+        ts[idx] = np.cumsum(rng.integers(1, 40, idx.size)) * 3600.0
+        reg[idx] = np.cumsum(rng.choice([0, 0, 0, 5, 100], idx.size)) + 1000
+    b = {"device": dev, "ts": ts, "seq": np.arange(n), "register_milli": reg, "flags": np.zeros(n), "place": dev % 3}
+    state = {"since": {str(d): [1000.0, 0.0] for d in range(1, 25, 3)}} if seed % 2 else {}
+    det = MeterStuckRegister(**({"min_hours": 2.0, "neighbour_share": 0.3} if seed % 3 else {}))
+    got = [(f.device, f.evidence["hours_unchanged"], f.evidence["register_milli"], f.evidence["neighbours"],
+            f.evidence["neighbours_consuming_share"]) for f in det.run(b, state)[0]]
+    assert got == _stuck_reference(det, b, state)
+    assert seed % 3 == 0 or got, "the planted stuck meters are found"

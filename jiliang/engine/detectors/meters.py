@@ -27,21 +27,30 @@ def _with_previous(batch: Columns, state: State) -> tuple[npt.NDArray[np.int64],
     prev_reg = np.empty_like(reg)
     if dev.size:
         prev_ts[1:], prev_reg[1:] = ts[:-1], reg[:-1]
-        first = np.ones(dev.size, dtype=bool)
-        first[1:] = dev[1:] != dev[:-1]
+        devices, starts, _ends = groups(dev)
         last = state.get("last", {})
-        for i in np.flatnonzero(first):
-            t, r = last.get(str(int(dev[i])), (np.nan, np.nan))
-            prev_ts[i], prev_reg[i] = t, r
+        missing = (np.nan, np.nan)
+        known = [last.get(k, missing) for k in map(str, devices.tolist())]
+        prev_ts[starts] = [float(t) for t, _r in known]
+        prev_reg[starts] = [float(r) for _t, r in known]
     return dev, ts, reg, prev_ts, prev_reg
+
+
+def _with_problems(devices: npt.NDArray[np.int64], starts: npt.NDArray[np.intp], ends: npt.NDArray[np.intp],
+                   bad: npt.NDArray[np.bool_]) -> list[tuple[int, int, int]]:
+    """(device, start, end) of the devices with at least one flagged row, in device order."""
+    if not bad.any():
+        return []
+    hit = np.unique(np.searchsorted(starts, np.flatnonzero(bad), side="right") - 1)
+    return list(zip(devices[hit].tolist(), starts[hit].tolist(), ends[hit].tolist(), strict=True))
 
 
 def _remember(dev: npt.NDArray[np.int64], ts: npt.NDArray[np.float64], reg: npt.NDArray[np.float64],
               state: State) -> State:
     last = dict(state.get("last", {}))
     devices, _starts, ends = groups(dev)
-    for d, e in zip(devices, ends, strict=True):
-        last[str(int(d))] = (float(ts[e - 1]), float(reg[e - 1]))
+    last.update(zip(map(str, devices.tolist()), zip(ts[ends - 1].tolist(), reg[ends - 1].tolist(), strict=True),
+                    strict=True))
     return {**state, "last": last}
 
 
@@ -69,7 +78,7 @@ class MeterReverseFlow(Detector):
         bad = backwards | flagged
         findings = []
         devices, starts, ends = groups(dev)
-        for d, s, e in zip(devices, starts, ends, strict=True):
+        for d, s, e in _with_problems(devices, starts, ends, bad):
             idx = np.flatnonzero(bad[s:e]) + s
             if idx.size:
                 findings.append(Finding(int(d), "critical", {
@@ -104,33 +113,46 @@ class MeterStuckRegister(Detector):
         reg = np.asarray(batch["register_milli"], dtype=np.float64)
         place = np.asarray(batch["place"], dtype=np.int64)
         since: dict[str, Any] = dict(state.get("since", {}))  # device -> [register, time it took that value]
-        moving: dict[int, bool] = {}
         devices, starts, ends = groups(dev)
-        for d, s, e in zip(devices, starts, ends, strict=True):
-            key = str(int(d))
-            r0, t0 = since.get(key, (reg[s], ts[s]))
-            for i in range(s, e):
-                if reg[i] != r0:
-                    r0, t0 = reg[i], ts[i]
-            since[key] = (float(r0), float(t0))
-            moving[int(d)] = bool(reg[e - 1] > reg[s]) or bool(ts[e - 1] - t0 < self.params["min_hours"] * 3600)
-        by_place: dict[int, list[int]] = {}
-        for d, s in zip(devices, starts, strict=True):
-            by_place.setdefault(int(place[s]), []).append(int(d))
+        if not devices.size:
+            return [], {**state, "since": since}
+        keys = list(map(str, devices.tolist()))
+        # each device's register and time before this batch: the state's, else its first row's
+        before = [since.get(k) for k in keys]
+        r_init = np.array([reg[s] if b is None else b[0] for b, s in zip(before, starts.tolist(), strict=True)],
+                          dtype=np.float64)
+        t_init = np.array([ts[s] if b is None else b[1] for b, s in zip(before, starts.tolist(), strict=True)],
+                          dtype=np.float64)
+        # the register "took its value" at the last row that differs from the row (or state) before it
+        prev = np.empty_like(reg)
+        prev[1:] = reg[:-1]
+        prev[starts] = r_init
+        change_at = np.where(reg != prev, np.arange(reg.size), -1)
+        last_change = np.maximum.reduceat(change_at, starts) if reg.size else change_at
+        changed = last_change >= 0
+        r0 = np.where(changed, reg[np.maximum(last_change, 0)], r_init)
+        t0 = np.where(changed, ts[np.maximum(last_change, 0)], t_init)
+        since.update(zip(keys, zip(r0.tolist(), t0.tolist(), strict=True), strict=True))
+        moving = (reg[ends - 1] > reg[starts]) | (ts[ends - 1] - t0 < self.params["min_hours"] * 3600)
+        dev_place = place[starts]
+        per_place: dict[int, list[int]] = {}
+        for p, m in zip(dev_place.tolist(), moving.tolist(), strict=True):
+            per_place.setdefault(p, [0, 0])
+            per_place[p][0] += 1
+            per_place[p][1] += int(m)
         findings = []
-        for d, s, e in zip(devices, starts, ends, strict=True):
-            r0, t0 = since[str(int(d))]
-            hours = (ts[e - 1] - t0) / 3600.0
-            if hours < self.params["min_hours"]:
-                continue
-            others = [o for o in by_place[int(place[s])] if o != int(d)]
+        hours_all = (ts[ends - 1] - t0) / 3600.0
+        for i in np.flatnonzero(hours_all >= self.params["min_hours"]).tolist():
+            d = int(devices[i])
+            count, consuming = per_place[int(dev_place[i])]
+            others = count - 1
             if not others:
                 continue
-            share = sum(moving[o] for o in others) / len(others)
+            share = (consuming - int(moving[i])) / others
             if share >= self.params["neighbour_share"]:
-                findings.append(Finding(int(d), "warning", {"hours_unchanged": round(float(hours), 1),
-                                                            "register_milli": r0, "neighbours": len(others),
-                                                            "neighbours_consuming_share": round(share, 3)}))
+                findings.append(Finding(d, "warning", {"hours_unchanged": round(float(hours_all[i]), 1),
+                                                       "register_milli": float(r0[i]), "neighbours": others,
+                                                       "neighbours_consuming_share": round(share, 3)}))
         return findings, {**state, "since": since}
 
 
@@ -152,7 +174,7 @@ class MeterImplausibleJump(Detector):
         bad = np.nan_to_num(rate, nan=0.0) > cap
         findings = []
         devices, starts, ends = groups(dev)
-        for d, s, e in zip(devices, starts, ends, strict=True):
+        for d, s, e in _with_problems(devices, starts, ends, bad):
             idx = np.flatnonzero(bad[s:e]) + s
             if idx.size:
                 worst = idx[np.argmax(rate[idx])]

@@ -36,7 +36,8 @@ class ScaleAmountMismatch(Detector):
         bad = np.abs(diff) > self.params["tolerance_fen"]
         findings: list[Finding] = []
         devices, starts, ends = groups(dev)
-        for d, s, e in zip(devices, starts, ends, strict=True):
+        hit = np.unique(np.searchsorted(starts, np.flatnonzero(bad), side="right") - 1)
+        for d, s, e in zip(devices[hit], starts[hit], ends[hit], strict=True):
             idx = np.flatnonzero(bad[s:e]) + s
             if idx.size >= self.params["min_count"]:
                 over = float(diff[idx].sum())
