@@ -23,7 +23,7 @@ from jiliang.core.errors import JiliangError
 from jiliang.engine.rules import RuleError, evaluate_many, load_tables
 from jiliang.engine.validity import valid_until
 from jiliang.registry.choices import OrgKind
-from jiliang.registry.importing import ImportResult, _finish, _RowCheck, _write_changelog, row_checks
+from jiliang.registry.importing import ImportResult, _finish, _float, _RowCheck, _write_changelog, row_checks
 from jiliang.registry.models import Instrument, InstrumentType, Organization, OrganizationKind
 from jiliang.registry.tabular import Table, check_columns
 from jiliang.verification import policy
@@ -33,21 +33,6 @@ REQUIRED = ("device_id", "kind", "date", "institution_uscc", "points")
 OPTIONAL = ("stage", "certificate_no", "verifier", "standards", "temperature_c", "humidity_pct")
 _KINDS = set(VerificationKind.values)
 _STAGES = set(Stage.values)
-
-
-def _number(chk: _RowCheck, name: str, lo: float, hi: float) -> float | None:
-    v = chk.get(name)
-    if not v:
-        return None
-    try:
-        f = float(v)
-    except ValueError:
-        chk.fail(name, "not a number")
-        return None
-    if not lo <= f <= hi:
-        chk.fail(name, f"must be between {lo:g} and {hi:g}")
-        return None
-    return f
 
 
 def import_verifications(*, table: Table, actor: Any, skip_invalid: bool = False) -> ImportResult:
@@ -115,8 +100,8 @@ def import_verifications(*, table: Table, actor: Any, skip_invalid: bool = False
                 seen_certs[(institution, cert)] = row
         verifier = chk.optional("verifier", 50)
         standards = chk.optional("standards", 300)
-        temperature = _number(chk, "temperature_c", -40, 80)
-        humidity = _number(chk, "humidity_pct", 0, 100)
+        temperature = _float(chk, "temperature_c", -40, 80)
+        humidity = _float(chk, "humidity_pct", 0, 100)
         points: Any = None
         try:
             points = orjson.loads(chk.get("points") or "null")
