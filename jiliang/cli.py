@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_BAD_INPUT = 2
+FUEL_ALERTS_EVERY_S = 3600.0  # the worker refits the tank balances (fuel alerts) at most this often
 
 
 def _setup() -> None:
@@ -285,12 +286,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
               f"{report.rejected} rejected", flush=True)
 
     regraded_on: list[Any] = [None]
+    fuel_at: list[float] = [float("-inf")]
 
     def detect() -> None:
         r = run_detectors()
         opened = sum(d.opened for d in r.detectors)
         if r.rows:
             print(f"detectors: {r.rows} records analysed, {opened} alerts opened", flush=True)
+        import time
+
+        if time.monotonic() - fuel_at[0] >= FUEL_ALERTS_EVERY_S:  # a tank balance refits its whole window
+            from jiliang.monitoring.fuel import fuel_alerts_run
+
+            fuel = fuel_alerts_run()
+            fuel_at[0] = time.monotonic()
+            print(f"fuel alerts: {fuel.tanks} tanks, {fuel.opened} opened, {fuel.updated} updated", flush=True)
         from django.utils import timezone
 
         today = timezone.localdate()
@@ -326,13 +336,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from jiliang.core.errors import JiliangError
     from jiliang.monitoring.detection import run_detectors
+    from jiliang.monitoring.fuel import fuel_alerts_run
 
     report = run_detectors()
     for d in report.detectors:
         print(f"{d.key}: {d.rows} records analysed, {d.findings} findings, {d.opened} alerts opened, "
               f"{d.updated} updated")
     print(f"{report.rows} records analysed in all")
+    try:
+        fuel = fuel_alerts_run()
+    except JiliangError as exc:
+        return _fail(f"fuel alerts: {exc.message}")
+    for key, n in fuel.findings.items():
+        print(f"{key}: {fuel.tanks} tanks and {fuel.nozzles} nozzles fitted, {n} findings")
+    print(f"fuel alerts: {fuel.opened} opened, {fuel.updated} updated, {fuel.unchanged} unchanged, "
+          f"{fuel.suppressed} already decided")
     return 0
 
 

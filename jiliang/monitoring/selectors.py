@@ -21,6 +21,7 @@ from jiliang.core.changelog import changes, history_for
 from jiliang.core.errors import NotFound
 from jiliang.engine.detectors import REGISTRY
 from jiliang.monitoring.detection import TRANSITIONS
+from jiliang.monitoring.fuel import FUEL_DETECTORS
 from jiliang.monitoring.models import (
     Alert,
     ChargerSession,
@@ -69,13 +70,15 @@ class AlertFilters:
 
 def detector_title(key: str) -> str:
     """The detector's Chinese title (translated when the catalogue has it), or its key when unknown."""
+    if key in FUEL_DETECTORS:
+        return _(FUEL_DETECTORS[key])
     cls = REGISTRY.get(key)
     return _(cls.title_zh) if cls is not None else key
 
 
 def detector_choices() -> list[tuple[str, str]]:
-    """Every registered detector as (key, title), in the registry's order."""
-    return [(key, detector_title(key)) for key in REGISTRY]
+    """Every registered detector as (key, title), in the registry's order, then the fuel alerts."""
+    return [(key, detector_title(key)) for key in [*REGISTRY, *FUEL_DETECTORS]]
 
 
 def alert_list(*, principal: Any, filters: AlertFilters | None = None) -> QuerySet[Alert]:
@@ -175,6 +178,22 @@ def alert_history(alert: Alert) -> list[HistoryEntry]:
         out.append(HistoryEntry(at=entry.at, action=entry.action, action_label=entry.get_action_display(),
                                 actor=entry.actor_label, changes=diff))
     return out
+
+
+def alert_task(*, principal: Any, alert: Alert) -> dict[str, Any]:
+    """The alert's inspection task (预警核查) for the alert page: ``task`` (None when there is none),
+    ``task_visible`` (whether the person may open the task's page) and ``may_open_task`` (a confirmed alert
+    without a task, and the person a regulator who may decide it, or an administrator)."""
+    from jiliang.accounts.roles import Role, Scope
+    from jiliang.supervision.models import InspectionTask
+
+    task = InspectionTask.objects.filter(alert_id=alert.pk).select_related("inspector_1", "inspector_2").first()
+    scope = Scope.of(principal)
+    may_open = (task is None and alert.status == Alert.Status.CONFIRMED
+                and (scope.is_admin or scope.role == Role.REGULATOR)
+                and may_decide(principal=principal, alert_id=alert.pk))
+    visible = task is not None and InspectionTask.objects.restrict(principal, "view").filter(pk=task.pk).exists()
+    return {"task": task, "task_visible": visible, "may_open_task": may_open}
 
 
 # -------------------------------------------------------------------------------------------- evidence
@@ -318,7 +337,47 @@ def _register_continuity(ev: Mapping[str, Any], unit: str) -> EvidenceView:
                         tables=tables)
 
 
+def _pm(value: Any, half: Any, digits: int, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    return f"{float(value):+.{digits}f}" + (f" ± {float(half):.{digits}f}" if half is not None else "") + unit
+
+
+def _window(ev: Mapping[str, Any]) -> str:
+    return f"{str(ev['window_from'])[:16].replace('T', ' ')} — {str(ev['window_to'])[:16].replace('T', ' ')}"
+
+
+def _tank_leak(ev: Mapping[str, Any], unit: str) -> EvidenceView:
+    return EvidenceView(facts=[
+        (_("场所"), str(ev["place"])), (_("油罐"), str(ev["tank"])),
+        (_("该油罐的加油枪"), "、".join(ev.get("nozzles", [])) or "—"),
+        (_("渗漏速率（升/小时，95% 区间）"), _pm(ev["leak_l_per_h"], ev.get("leak_ci95"), 3)),
+        (_("单侧下限（升/小时）"), _pm(ev.get("leak_lower_l_per_h"), None, 3)),
+        (_("报警阈值（升/小时）"), _num(ev["threshold_l_per_h"], 2)),
+        (_("窗口内估计损失（升）"), _num(ev.get("lost_l") or 0, 1)),
+        (_("液位仪读数噪声（升）"), _num(ev.get("noise_sd_l") or 0, 2)),
+        (_("分析窗口"), _window(ev)),
+    ])
+
+
+def _nozzle_drift(ev: Mapping[str, Any], unit: str) -> EvidenceView:
+    reasons = {"drift": _("误差漂移"), "exceeds_mpe": _("超出使用中最大允许误差")}
+    facts = [(_("场所"), str(ev["place"])), (_("油罐"), str(ev["tank"])),
+             (_("预警原因"), "、".join(str(reasons.get(r, r)) for r in ev.get("reasons", []))),
+             (_("当前误差（%，95% 区间）"), _pm(ev["error_pct"], ev.get("ci95_pct"), 3)),
+             (_("最大允许误差（%）"), f"±{float(ev['mpe_pct']):g}")]
+    if ev.get("drift_pct") is not None:
+        facts += [(_("漂移量（%，95% 区间）"), _pm(ev["drift_pct"], ev.get("drift_ci95_pct"), 3)),
+                  (_("漂移前误差（%）"), _pm(ev.get("error_before_pct"), None, 3)),
+                  (_("漂移开始"), str(ev.get("drift_since") or "—")[:16].replace("T", " ")),
+                  (_("归因于该加油枪的概率"), f"{float(ev.get('drift_p') or 0) * 100:.0f}%")]
+    facts += [(_("分析的加油记录"), _num(ev.get("sales", 0))), (_("分析窗口"), _window(ev))]
+    return EvidenceView(facts=facts)
+
+
 _EVIDENCE: dict[str, Callable[[Mapping[str, Any], str], EvidenceView]] = {
+    "fuel.tank_leak": _tank_leak,
+    "fuel.nozzle_drift": _nozzle_drift,
     "scale.amount_mismatch": _amount_mismatch,
     "scale.recheck_shortfall": _recheck_shortfall,
     "scale.software_checksum": _software_checksum,
@@ -511,7 +570,55 @@ def _recheck_telemetry(alert: Alert, flagged: set[int]) -> Telemetry:
     return Telemetry(chart=chart if rows else None, count=len(rows))
 
 
+def _chart_time(value: str) -> str:
+    """"2026-11-14T06:00+08:00" or "2026-11-14" → wall-clock "2026-11-14 06:00:00" (noon for a day)."""
+    return f"{value[:16].replace('T', ' ')}:00" if "T" in value else f"{value} 12:00:00"
+
+
+def _leak_telemetry(alert: Alert, flagged: set[int]) -> Telemetry:
+    """The tank balance from the evidence (the fit's output, not raw records): gauge minus book inventory."""
+    ev = alert.evidence or {}
+    points = [[_chart_time(t), v, i] for i, (t, v) in enumerate(ev.get("balance") or [], start=1)]
+    line = [[_chart_time(t), v, i] for i, (t, v) in enumerate(ev.get("leak_line") or [], start=1)]
+    chart = {"title": _("油罐账差：液位仪读数 − 账面库存"), "y_name": _("账差（升）"), "x_type": "time",
+             "note": _("账差 = 液位仪读数 − 账面库存（各卸油段的期初库存为估计值，已换算到 20 ℃）；"
+                       "红线为估计的渗漏趋势。时间为北京时间。"),
+             "series": [_series(_("账差"), "main", "line", points),
+                        _series(_("估计的渗漏趋势"), "flag", "line", line)]}
+    return Telemetry(chart=chart if points else None, count=len(points))
+
+
+def _drift_telemetry(alert: Alert, flagged: set[int]) -> Telemetry:
+    """The nozzle's apparent error per day from the evidence, with its estimated error before and after the
+    change and the in-service MPE."""
+    ev = alert.evidence or {}
+    periods = ev.get("periods") or []
+    daily = [[_chart_time(d), e, round(float(v))] for d, e, v in periods if e is not None]
+    if not periods:
+        return Telemetry()
+    first, last = _chart_time(periods[0][0])[:10] + " 00:00:00", _chart_time(periods[-1][0])[:10] + " 23:59:59"
+    since = ev.get("drift_since")
+    if since and ev.get("error_before_pct") is not None:
+        estimate = [[first, ev["error_before_pct"], 0], [_chart_time(since), ev["error_before_pct"], 0],
+                    [_chart_time(since), ev["error_pct"], 0], [last, ev["error_pct"], 0]]
+    else:
+        estimate = [[first, ev.get("error_pct"), 0], [last, ev.get("error_pct"), 0]]
+    mpe = float(ev.get("mpe_pct") or 0.3)
+    chart = {"title": _("加油枪逐日表观误差"), "y_name": _("误差（%）"), "x_type": "time",
+             "note": _("逐日表观误差：把当日油罐未解释的账差全部归于该加油枪（只有一把枪漂移时成立），"
+                       "受液位仪噪声影响逐日波动较大；红线为估计误差，黄线为最大允许误差。"),
+             "series": [_series(_("逐日表观误差"), "main", "scatter", daily),
+                        _series(_("估计误差"), "flag", "line", estimate),
+                        _series(_("最大允许误差上限"), "diff", "line", [[first, mpe, 0], [last, mpe, 0]]),
+                        _series(_("最大允许误差下限"), "diff", "line", [[first, -mpe, 0], [last, -mpe, 0]])]}
+    return Telemetry(chart=chart, count=len(daily))
+
+
 def _telemetry_reader(detector: str) -> Callable[[Alert, set[int]], Telemetry] | None:
+    if detector == "fuel.tank_leak":
+        return _leak_telemetry
+    if detector == "fuel.nozzle_drift":
+        return _drift_telemetry
     if detector.startswith("meter."):
         return _meter_telemetry
     if detector.startswith("charger."):

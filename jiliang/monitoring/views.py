@@ -19,7 +19,7 @@ from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from jiliang.core.errors import JiliangError, NotFound, PermissionDenied
 from jiliang.monitoring import selectors
@@ -146,4 +146,23 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "form": form,
         "history": selectors.alert_history(alert),
         "type_name": localized_name(alert.device.instrument_type.name_zh, alert.device.instrument_type.name_en),
+        **selectors.alert_task(principal=request.user, alert=alert),
     })
+
+
+@scoped
+@require_POST
+def alert_task_open(request: HttpRequest, pk: int) -> HttpResponse:
+    """``POST /alerts/<id>/task/``: a regulator opens the inspection task of a confirmed alert (预警核查)."""
+    from jiliang.supervision.services import alert_task_open as open_task
+
+    alert = selectors.alert_get(principal=request.user, pk=pk)
+    try:
+        task = open_task(actor=request.user, alert_id=alert.pk)
+    except (NotFound, PermissionDenied):
+        raise
+    except JiliangError as exc:
+        messages.error(request, exc.message)
+        return redirect("monitoring:alert_detail", pk=alert.pk)
+    messages.success(request, _("已开立预警核查任务 #%(id)s") % {"id": task.pk})
+    return redirect("supervision:task_detail", pk=task.pk)

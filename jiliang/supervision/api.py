@@ -201,8 +201,9 @@ def plan_bundle(request: HttpRequest, plan_id: int) -> Any:
 
 class TaskOut(Schema):
     id: int
-    plan_id: int
+    plan_id: int | None
     plan_name: str
+    alert_id: int | None
     entity_id: int
     entity_uscc: str
     entity_name: str
@@ -217,7 +218,7 @@ class TaskOut(Schema):
 
     @staticmethod
     def resolve_plan_name(obj: Any) -> str:
-        return str(obj.plan.name)
+        return str(obj.plan.name) if obj.plan_id else f"预警核查 #{obj.alert_id}"
 
     @staticmethod
     def resolve_entity_uscc(obj: Any) -> str:
@@ -366,6 +367,13 @@ class PublicResultsOut(Schema):
 def list_tasks(request: HttpRequest, status: str = "", plan_id: int | None = None, limit: int | None = None,
                offset: int | None = None) -> Any:
     return paginate(selectors.task_list(principal=principal(request), status=status, plan_id=plan_id), limit, offset)
+
+
+@router.post("/alerts/{alert_id}/task", response={200: TaskOut, **ERRORS},
+             summary="Open the inspection task of a confirmed alert (预警核查): the instrument's owner, two inspectors "
+                     "drawn from the alert id (docs/draw.md §7); asking again returns the same task")
+def open_alert_task(request: HttpRequest, alert_id: int) -> Any:
+    return services.alert_task_open(actor=principal(request), alert_id=alert_id)
 
 
 @router.get("/tasks/{task_id}", response={200: TaskDetailOut, **ERRORS},

@@ -232,9 +232,10 @@ class TaskQuerySet(models.QuerySet["InspectionTask"]):
 
 
 class InspectionTask(models.Model):
-    """An inspection task (检查任务): one drawn entity of a plan and the two inspectors drawn for it
-    (jiliang-pairing-v1); assigned → in_progress (first finding) → completed.  A task without two eligible
-    inspectors is created unassigned with the reason."""
+    """An inspection task (检查任务): one drawn entity of a plan, or the owner of a confirmed alert's instrument
+    (预警核查, no plan), and the two inspectors drawn for it (jiliang-pairing-v1); assigned → in_progress
+    (first finding) → completed.  A task without two eligible inspectors is created unassigned with the
+    reason."""
 
     class Status(models.TextChoices):
         UNASSIGNED = "unassigned", _("未分派")
@@ -248,7 +249,10 @@ class InspectionTask(models.Model):
         NONCONFORMING = "nonconforming", _("发现问题")
 
     plan = models.ForeignKey(InspectionPlan, verbose_name=_("抽查计划"), on_delete=models.PROTECT,
-                             related_name="tasks")
+                             related_name="tasks", null=True, blank=True)
+    # An ad-hoc task opened on a confirmed alert (预警核查) has no plan: it is not part of a random draw.
+    alert = models.OneToOneField("monitoring.Alert", verbose_name=_("来源预警"), on_delete=models.PROTECT,
+                                 related_name="inspection_task", null=True, blank=True)
     entity = models.ForeignKey("registry.Organization", verbose_name=_("检查对象"), on_delete=models.PROTECT,
                                related_name="inspection_tasks")
     inspector_1 = models.ForeignKey("accounts.User", verbose_name=_("执法人员甲"), null=True, blank=True,
@@ -262,6 +266,8 @@ class InspectionTask(models.Model):
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
     started_at = models.DateTimeField(_("开始时间"), null=True, blank=True)
     completed_at = models.DateTimeField(_("完成时间"), null=True, blank=True)
+    # An alert task's inspectors draw (jiliang-pairing-v1 seeded from the alert id, docs/draw.md §7).
+    pairing = models.JSONField(_("执法人员匹配"), default=dict, blank=True)
 
     objects = TaskQuerySet.as_manager()
 
@@ -273,11 +279,13 @@ class InspectionTask(models.Model):
             models.UniqueConstraint(fields=["plan", "entity"], name="task_once_per_plan"),
             models.CheckConstraint(condition=~models.Q(inspector_1=models.F("inspector_2")),
                                    name="task_two_different_inspectors"),
+            models.CheckConstraint(condition=models.Q(plan__isnull=False) | models.Q(alert__isnull=False),
+                                   name="task_from_plan_or_alert"),
         ]
         indexes = [models.Index(fields=["entity", "created_at"], name="task_entity_idx")]
 
     def __str__(self) -> str:
-        return f"{self.plan_id}/{self.entity_id}"
+        return f"{self.plan_id}/{self.entity_id}" if self.plan_id else f"alert:{self.alert_id}/{self.entity_id}"
 
     @property
     def inspector_ids(self) -> set[int]:

@@ -280,7 +280,7 @@ def unassigned_reason_text(code: str) -> str:
 def task_list(*, principal: Any, status: str = "", plan_id: int | None = None) -> QuerySet[InspectionTask]:
     """Inspection tasks (检查任务) in the person's scope, open ones first, newest first."""
     qs = (InspectionTask.objects.restrict(principal, "view")
-          .select_related("plan", "entity", "inspector_1", "inspector_2"))
+          .select_related("plan", "alert", "entity", "inspector_1", "inspector_2"))
     if status:
         qs = qs.filter(status=status)
     if plan_id is not None:
@@ -291,7 +291,8 @@ def task_list(*, principal: Any, status: str = "", plan_id: int | None = None) -
 def task_get(*, principal: Any, pk: int) -> InspectionTask:
     """One task in the person's scope, or :class:`NotFound`."""
     task = (InspectionTask.objects.restrict(principal, "view")
-            .select_related("plan", "plan__region", "entity", "inspector_1", "inspector_2").filter(pk=pk).first())
+            .select_related("plan", "plan__region", "alert", "entity", "inspector_1", "inspector_2")
+            .filter(pk=pk).first())
     if task is None:
         raise NotFound(f"task {pk} not found")
     return task

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import numpy.typing as npt
 import yaml
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from jiliang.accounts.models import User
@@ -390,7 +391,15 @@ def _assign_tasks(actor: Any, plan: InspectionPlan) -> None:
 
 def task_instruments(task: InspectionTask) -> QuerySet[Instrument]:
     """The instruments a task inspects: the entity's in-service instruments of the plan's types in the plan's
-    region (the same population the frame was built from)."""
+    region (the same population the frame was built from); for an alert task the alert's instrument and, for
+    a tank leak, the tank's nozzles the evidence names."""
+    if task.plan is None:  # an alert task (预警核查): the alert's instrument, and a leaking tank's nozzles
+        alert = task.alert
+        if alert is None:
+            return Instrument.objects.none()
+        nozzles = [str(d) for d in (alert.evidence or {}).get("nozzles", []) if isinstance(d, str)]
+        return Instrument.objects.filter(Q(pk=alert.device_id) | Q(device_id__in=nozzles),
+                                         owner_id=task.entity_id).order_by("device_id")
     qs = Instrument.objects.filter(owner_id=task.entity_id, status__in=IN_USE,
                                    region__code__startswith=region_prefix(task.plan.region_id))
     if task.plan.instrument_types:
@@ -667,3 +676,68 @@ def results_publish(*, actor: Any, plan_id: int) -> InspectionPlan:
     plan.save(update_fields=["results_published_at"])
     log_change(actor=actor, obj=plan, action="update", before=before)
     return plan
+
+
+# ------------------------------------------------------------------------------------- alert follow-up
+#
+# A confirmed alert (已确认预警) can open an ad-hoc inspection task (预警核查) on the instrument's owner: not part
+# of a random plan (no plan), its two inspectors drawn by jiliang-pairing-v1 with a seed fixed by the alert id
+# (docs/draw.md §7), so anyone can recompute the pair from the published inputs.
+
+ALERT_TASK_VARIANT = "jiliang-alert-task-v1"
+
+
+def alert_task_seed(alert_id: int) -> str:
+    """The pairing seed of an alert task: ``SHA-256("jiliang-alert-task-v1" 0x00 alert id)``, in hex."""
+    return hashlib.sha256(f"{ALERT_TASK_VARIANT}\x00{int(alert_id)}".encode()).hexdigest()
+
+
+def alert_inspector_pool(region_code: str) -> list[User]:
+    """The inspectors an alert task draws from: the active inspectors of the alert's city (its district's
+    first four digits), by id — the city's enforcement team covers every district."""
+    city = region_prefix(region_code[:4] + "00")
+    return list(User.objects.filter(role=Role.INSPECTOR, is_active=True,
+                                    region__code__startswith=city).order_by("id"))
+
+
+@transaction.atomic
+def alert_task_open(*, actor: Any, alert_id: int) -> InspectionTask:
+    """Open the inspection task of a confirmed alert (预警核查) on the owner of the alert's instrument, with two
+    inspectors drawn by jiliang-pairing-v1 seeded from the alert id (:func:`alert_task_seed`; the pool is
+    :func:`alert_inspector_pool`, declared conflicts and the owner's previous pair are respected as in a
+    plan's draw).  Only a regulator who may decide the alert (its region) or an administrator opens it; the
+    alert must be confirmed.  An alert has at most one task: asking again returns it unchanged."""
+    from jiliang.monitoring.models import Alert
+
+    if not Alert.objects.restrict(actor, "view").filter(pk=alert_id).exists():
+        raise NotFound(f"alert {alert_id} not found")
+    scope = Scope.of(actor)
+    if not (scope.is_admin or scope.role == Role.REGULATOR) or \
+            not Alert.objects.restrict(actor, "change").filter(pk=alert_id).exists():
+        raise PermissionDenied("only a regulator of the alert's region opens an inspection task for it")
+    alert = Alert.objects.select_for_update().select_related("owner").get(pk=alert_id)
+    existing = InspectionTask.objects.filter(alert=alert).first()
+    if existing is not None:
+        return existing
+    if alert.status != Alert.Status.CONFIRMED:
+        raise JiliangError("only a confirmed alert opens an inspection task", code="invalid_state", status=409)
+    owner = alert.owner
+    pool = alert_inspector_pool(alert.region_id)
+    ids = [str(u.pk) for u in pool]
+    conflicts = {owner.uscc: [str(i) for i in ConflictDeclaration.objects.filter(
+        organization=owner, inspector_id__in=[u.pk for u in pool]).values_list("inspector_id", flat=True)]}
+    last = (InspectionTask.objects.filter(entity=owner, inspector_1__isnull=False, inspector_2__isnull=False)
+            .order_by("-created_at", "-id").first())
+    previous = {owner.uscc: [str(last.inspector_1_id), str(last.inspector_2_id)]} if last else {}
+    seed = alert_task_seed(alert.pk)
+    bundle = pairing.pairing_bundle(seed_hex=seed, targets=[owner.uscc], inspectors=ids, conflicts=conflicts,
+                                    previous=previous)
+    pair = bundle["assignments"][0]["inspectors"]
+    task = InspectionTask.objects.create(
+        alert=alert, entity=owner, inspector_1_id=int(pair[0]) if pair else None,
+        inspector_2_id=int(pair[1]) if pair else None,
+        status=InspectionTask.Status.ASSIGNED if pair else InspectionTask.Status.UNASSIGNED,
+        unassigned_reason=bundle["assignments"][0]["reason"],
+        pairing={"variant": ALERT_TASK_VARIANT, "alert_id": alert.pk, "seed_hex": seed, **bundle})
+    log_change(actor=actor, obj=task, action="create")
+    return task

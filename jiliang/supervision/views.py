@@ -253,7 +253,17 @@ def _task_context(request: HttpRequest, task: InspectionTask,
         "checked": sum(1 for r in rows if r["finding"] is not None),
         "cases": list(selectors.case_list(principal=request.user).filter(task=task)),
         "case_tones": selectors.CASE_TONE, "complete_form": TaskCompleteForm(),
+        "alert_title": _alert_title(task),
     }
+
+
+def _alert_title(task: InspectionTask) -> str:
+    """The title of the detector whose confirmed alert opened the task (预警核查), or "" for a plan's task."""
+    if task.alert is None:
+        return ""
+    from jiliang.monitoring.selectors import detector_title
+
+    return detector_title(task.alert.detector)
 
 
 @scoped

@@ -89,3 +89,21 @@ def test_quarter_hour_readings_and_bad_specs() -> None:
         simulate_fuel(city, seed=3, spec=FuelSpec(reading_minutes=1))
     with pytest.raises(ValueError, match="days"):
         generate_fuel(city, seed=3, days=0)
+
+
+@pytest.mark.django_db
+def test_demo_includes_fuel_telemetry_and_its_alerts() -> None:
+    """``jiliang demo`` ingests the fuel telemetry and runs the fuel alerts: the leaking tank and the drifting
+    nozzle of the ground truth are alerted, nothing else."""
+    from jiliang.monitoring.models import Alert, DispenserSale
+    from jiliang.simulation.demo import DEMO_FUEL, build_demo
+
+    seed, as_of = 20261123, dt.date(2026, 11, 23)
+    summary = build_demo(scale="small", seed=seed, fresh=True, progress=False, as_of=as_of)
+    city = generate_city("small", seed, as_of=as_of)
+    lines, truth = generate_fuel(city, seed=seed, spec=DEMO_FUEL)
+    assert summary.telemetry["fuel_records"] == len(lines) and DispenserSale.objects.exists()
+    leaks = {f"{a.evidence['place']}/{a.evidence['tank']}" for a in Alert.objects.filter(detector="fuel.tank_leak")}
+    drifts = set(Alert.objects.filter(detector="fuel.nozzle_drift").values_list("device__device_id", flat=True))
+    assert leaks == set(truth.leaking_tanks) and drifts == set(truth.drifting_nozzles)
+    assert summary.telemetry["fuel_alerts"] == len(leaks) + len(drifts)

@@ -104,6 +104,30 @@ DRIFT_MIN_SALES = 20             # sales on each side of a candidate change
 DRIFT_MIN_BEFORE_H = 72.0        # record before a candidate change: a shorter one is too weak a baseline
 DRIFT_CREDIBILITY = 0.95         # the nozzles flagged for a drift hold this much of its attribution
 Z95 = 1.959963984540054
+PERIOD_H = 24.0                  # the evidence's per-period nozzle errors: one a day
+PERIOD_MIN_L = 100.0             # a period's error is shown only when the nozzle sold at least this much
+
+
+@dataclass(frozen=True)
+class TankSeries:
+    """What an alert's evidence charts (``estimate_tank(series=True)``).
+
+    Per reading used (``reading_h``): the **balance** (账差) — gauge minus book inventory, L, where the book
+    is the opening level of each segment between deliveries (estimated), less what the nozzles truly
+    delivered (their shown volumes corrected by their estimated errors), brought to 20 °C; a leaking tank's
+    balance falls along ``leak_line_l`` = −leak × (t − first reading).  Per period of ``period_h`` hours
+    (``period_h`` are the periods' starts on the caller's time origin): each nozzle's **apparent error**
+    (表观误差, %) — its error in the model without any drift plus the period's unexplained balance divided by
+    what it showed, so the whole unexplained volume of the tank is put on that one nozzle (right for the
+    nozzle that drifted, when only one did) — and the volume it showed (L); NaN when it showed less than
+    ``PERIOD_MIN_L``."""
+
+    reading_h: FloatArray
+    balance_l: FloatArray
+    leak_line_l: FloatArray
+    period_h: FloatArray
+    period_error_pct: FloatArray   # periods × nozzles
+    period_shown_l: FloatArray     # periods × nozzles
 
 
 @dataclass(frozen=True)
@@ -134,6 +158,7 @@ class TankEstimate:
     readings: int
     segments: int
     nozzles: IntArray
+    series: TankSeries | None = None
 
     @property
     def ci95_pct(self) -> FloatArray:
@@ -301,13 +326,15 @@ def estimate_tank(*, reading_h: npt.ArrayLike, gauge_l: npt.ArrayLike, sale_h: n
                   drift_step_h: float = DRIFT_STEP_H,
                   drift_threshold_pct: float = DRIFT_THRESHOLD_PCT, drift_z: float = DRIFT_Z,
                   drift_min_sales: int = DRIFT_MIN_SALES, drift_min_before_h: float = DRIFT_MIN_BEFORE_H,
-                  drift_credibility: float = DRIFT_CREDIBILITY) -> TankEstimate:
+                  drift_credibility: float = DRIFT_CREDIBILITY, series: bool = False,
+                  period_h: float = PERIOD_H) -> TankEstimate:
     """Fit one tank.  Times in hours on any common origin; volumes in litres; ``sale_nozzle`` is the
     0-based nozzle index of each sale; ``temp_c`` the gauge's temperature per reading.  A sale counts from
     the first reading at or after it; sales before the first or after the last usable reading are not
     used.  Changes are looked for at ``last reading − k × drift_step_h`` (k ≥ 1) within ``drift_window_h``
     (``None``: the whole record) and at least ``drift_min_before_h`` after the first reading, unless
-    ``drift_scan`` is false.  Returns NaN
+    ``drift_scan`` is false.  ``series`` adds the balance and per-period errors an alert charts
+    (:class:`TankSeries`, periods of ``period_h`` from time 0).  Returns NaN
     estimates when there are too few readings for the unknowns; raises ``ValueError`` on malformed input."""
     t = _floats(reading_h, "reading_h")
     g = _floats(gauge_l, "gauge_l")
@@ -474,9 +501,45 @@ def estimate_tank(*, reading_h: npt.ArrayLike, gauge_l: npt.ArrayLike, sale_h: n
     beta = float(fit.coef[beta_col]) if beta_col is not None else np.nan
     if drift_scan and not changes:
         drift_p[active] = 0.0
+    leak = float(fit.coef[leak_col])
+    out_series = None
+    if series:
+        if period_h <= 0:
+            raise ValueError("period_h must be positive")
+        out_series = _series(tk, seg, cum, fit, x, changes, active, leak, period_h)
     return TankEstimate(err, err_se, drift, drift_se, drift_from, flagged, drift_p, float(score), sales,
-                        float(fit.coef[leak_col]), leak_se, beta, float(np.sqrt(fit.resid_var)), fit.lrv, int(n_k),
-                        n_seg, np.arange(n_nozzles, dtype=np.int64))
+                        leak, leak_se, beta, float(np.sqrt(fit.resid_var)), fit.lrv, int(n_k),
+                        n_seg, np.arange(n_nozzles, dtype=np.int64), out_series)
+
+
+def _series(tk: FloatArray, seg: IntArray, cum: FloatArray, fit: _Fit, x: FloatArray,
+            changes: dict[int, tuple[int, float]], active: IntArray, leak: float, period_h: float) -> TankSeries:
+    """The balance per reading and each nozzle's apparent error per period (see :class:`TankSeries`): the
+    nozzle's error before any change found, plus the period's balance unexplained by the model *without that
+    nozzle's change*, over what the nozzle showed."""
+    line = -(leak if np.isfinite(leak) else 0.0) * (tk - tk[0])
+    balance = fit.resid + line
+    same = seg[1:] == seg[:-1]                         # increments within a segment only (deliveries split)
+    period = np.floor(tk[1:] / period_h).astype(np.int64)
+    first = int(period.min()) if period.size else 0
+    n_p = int(period.max()) - first + 1 if period.size else 0
+    idx = period - first
+    n_noz = cum.shape[1]
+    err = np.full((n_p, n_noz), np.nan)
+    shown = np.zeros((n_p, n_noz))
+    d_c = np.where(same[:, None], np.diff(cum, axis=0), 0.0)
+    for i, n in enumerate(active.tolist()):
+        r = fit.resid.copy()
+        if n in changes:
+            col = changes[n][0]
+            r = r + fit.coef[col] * x[:, col]
+        dr_p = np.bincount(idx, weights=np.where(same, np.diff(r), 0.0), minlength=n_p)
+        shown[:, n] = np.bincount(idx, weights=d_c[:, n], minlength=n_p)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g_p = fit.coef[i] + dr_p / shown[:, n]
+            err[:, n] = np.where(shown[:, n] >= PERIOD_MIN_L, g_p / (1 - g_p) * 100, np.nan)
+    starts = np.asarray((np.arange(n_p) + first) * period_h, dtype=np.float64)
+    return TankSeries(tk.copy(), balance, line, starts, err, shown)
 
 
 def estimate_fleet(*, nozzle_tank: npt.ArrayLike, reading_tank: npt.ArrayLike, reading_h: npt.ArrayLike,
