@@ -345,7 +345,7 @@ def _int_column(values: list[Any], minimum: int | None) -> tuple[_I64, _BOOL]:
     return np.array([v if k else 0 for v, k in zip(values, ok.tolist(), strict=True)], dtype=np.int64), ~ok
 
 
-def _days_from_civil(y: _I64, m: _I64, d: _I64) -> _I64:
+def days_from_civil(y: _I64, m: _I64, d: _I64) -> _I64:
     """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm), vectorised."""
     y = y - (m <= 2)
     era = y // 400
@@ -384,7 +384,7 @@ def _ts_column(values: list[Any]) -> tuple[_I64, _BOOL]:
     ok &= (y >= 1900) & (y <= 2999) & (mo >= 1) & (mo <= 12) & (d >= 1) & (d <= dim)
     ok &= (hh <= 23) & (mi <= 59) & (ss <= 59) & (oh <= 23) & (om <= 59)
     offset = np.where(sign == ord("-"), -1, 1) * (oh * 3600 + om * 60)
-    secs = _days_from_civil(y, np.clip(mo, 1, 12), d) * 86400 + hh * 3600 + mi * 60 + ss - offset
+    secs = days_from_civil(y, np.clip(mo, 1, 12), d) * 86400 + hh * 3600 + mi * 60 + ss - offset
     return np.where(ok, secs, 0) * 1_000_000, ~ok
 
 

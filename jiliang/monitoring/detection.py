@@ -9,19 +9,21 @@ transaction, so a crash never skips or double-counts a chunk.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from django.db import transaction
 from django.utils import timezone
 
 from jiliang.core.changelog import log_change
 from jiliang.core.errors import JiliangError, NotFound, PermissionDenied
 from jiliang.engine.detectors import REGISTRY, Detector, Finding
+from jiliang.engine.detectors.base import nearest_distance
 from jiliang.monitoring.models import (
     Alert,
     ChargerSession,
@@ -94,13 +96,43 @@ def _columns(kind: str, rows: list[tuple[Any, ...]]) -> dict[str, npt.NDArray[An
 # --- reading a chunk of rows straight into NumPy columns -------------------------------------------------
 
 _PG_FIXED = {"bigint": ">i8", "integer": ">i4", "smallint": ">i2", "timestamp with time zone": ">i8"}
+_PG_ARRAY_OIDS = (1016, 1007, 1005, 1185)  # int8[], int4[], int2[], timestamptz[]
 PG_EPOCH_S = 946_684_800.0
+
+
+_RAW_ARRAY: list[type] = []
+
+
+def _raw_array_loader() -> type:
+    """A psycopg loader handing back a binary array's bytes untouched (parsed by ``_pg_array``)."""
+    if not _RAW_ARRAY:
+        from psycopg import pq
+        from psycopg.adapt import Loader
+
+        class RawArray(Loader):
+            format = pq.Format.BINARY
+
+            def load(self, data: Any) -> bytes:
+                return bytes(data)
+
+        _RAW_ARRAY.append(RawArray)
+    return _RAW_ARRAY[0]
+
+
+def _pg_array(blob: bytes, count: int, dtype: str) -> npt.NDArray[Any]:
+    """The values of a one-dimensional binary PostgreSQL array without NULLs: a 20-byte header (dimensions,
+    null flag, element type, length, lower bound), then a 4-byte length and the value of each element."""
+    ndim, has_null = int.from_bytes(blob[0:4], "big"), int.from_bytes(blob[4:8], "big")
+    if ndim != 1 or has_null or int.from_bytes(blob[12:16], "big") != count:
+        raise ValueError("unexpected array layout")
+    return np.frombuffer(blob, offset=20, dtype=np.dtype([("l", ">i4"), ("v", dtype)]), count=count)["v"]
 
 
 def _read_chunk(kind: str, after: int, chunk: int) -> dict[str, npt.NDArray[Any]] | None:
     """The next ``chunk`` rows of the kind's table with id > ``after``, as columns sorted by device and
     time (times in seconds since the epoch), or None when there are none.  No ORM objects: PostgreSQL sends
-    fixed-width rows as binary COPY read with one ``np.frombuffer``; SQLite's rows come from a raw cursor."""
+    each fixed-width column as one binary array (``_pg_array``); SQLite sends integer and time columns as one
+    byte string per part (``_sqlite_fixed``), other columns as rows from a raw cursor."""
     from django.db import connection
 
     model, cols, tcol = SOURCES[kind]
@@ -112,29 +144,35 @@ def _read_chunk(kind: str, after: int, chunk: int) -> dict[str, npt.NDArray[Any]
     out: dict[str, npt.NDArray[Any]] = {}
     rename = {c: "device" if c == "device_id" else ("ts" if c == tcol else c) for c in cols}
     if connection.vendor == "postgresql" and all(t in _PG_FIXED for t in types):
-        with connection.cursor() as cur:
-            raw = cur.cursor
-            with raw.copy(f"COPY ({sql.replace('%s', str(int(after)), 1).replace('%s', str(int(chunk)), 1)}) "
-                          "TO STDOUT (FORMAT BINARY)") as copy:
-                data = b"".join(bytes(b) for b in copy)
-        body = data[19:-2]  # header (11 + 4 + 4 bytes) and the trailer
-        fields: list[tuple[str, str]] = [("n", ">i2")]
-        for j, t in enumerate(types):
-            fields += [(f"l{j}", ">i4"), (f"v{j}", _PG_FIXED[t])]
-        arr = np.frombuffer(body, dtype=np.dtype(fields))
-        if not arr.size:
+        # one row holding one binary array per column: the server aggregates, the client parses each
+        # array with one np.frombuffer (a binary COPY would hand Python one message per row)
+        # (no ORDER BY inside the aggregates: each would sort the chunk again; the rows arrive in id order
+        # from the subquery, which is checked below)
+        aggs = ", ".join(f'array_agg("{c}")' for c in cols)
+        import psycopg
+
+        connection.ensure_connection()
+        # Django's cursors bind parameters client-side, which cannot ask for binary results
+        with psycopg.Cursor(connection.connection) as raw:
+            for oid in _PG_ARRAY_OIDS:
+                raw.adapters.register_loader(oid, _raw_array_loader())
+            raw.execute(f'SELECT count(*), {aggs} FROM ({sql}) AS chunk', [after, chunk], binary=True)  # noqa: S608
+            count, *arrays = raw.fetchone() or (0,)
+        if not count:
             return None
-        for j, (c, t) in enumerate(zip(cols, types, strict=True)):
-            v = arr[f"v{j}"]
-            out[rename[c]] = (v.astype(np.float64) / 1e6 + PG_EPOCH_S if t.startswith("timestamp")
-                              else v.astype(np.int64))
-        return _sort(kind, out)
+        for c, t, blob in zip(cols, types, arrays, strict=True):
+            v = _pg_array(blob, int(count), _PG_FIXED[t])
+            out[rename[c]] = v.astype(np.float64) / 1e6 + PG_EPOCH_S if t.startswith("timestamp") else v.astype(
+                np.int64)
+        return _sort(kind, _in_id_order(out))
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             cur.execute(sql, [after, chunk])
             rows = cur.fetchall()
         return _columns(kind, rows) if rows else None
-    # SQLite: times (naive UTC text) become whole microseconds in SQL, so numeric rows convert in one call
+    if all(t in _PG_FIXED or t == "datetime" for t in types):
+        return _sqlite_fixed(kind, table, cols, types, after, chunk)
+    # SQLite, rows with text: times (naive UTC text) become whole microseconds in SQL
     exprs = [f'CAST(strftime(\'%%s\', "{c}") AS INTEGER) * 1000000 + CASE WHEN length("{c}") > 19 THEN '
              f'CAST(substr("{c}" || \'000000\', 21, 6) AS INTEGER) ELSE 0 END' if t == "datetime" else f'"{c}"'
              for c, t in zip(cols, types, strict=True)]
@@ -144,11 +182,6 @@ def _read_chunk(kind: str, after: int, chunk: int) -> dict[str, npt.NDArray[Any]
         rows = cur.fetchall()
     if not rows:
         return None
-    if all(t in _PG_FIXED or t == "datetime" for t in types):
-        matrix = np.array(rows, dtype=np.int64)
-        for j, (c, t) in enumerate(zip(cols, types, strict=True)):
-            out[rename[c]] = matrix[:, j] / 1e6 if t == "datetime" else matrix[:, j]
-        return _sort(kind, out)
     for c, t, values in zip(cols, types, zip(*rows, strict=True), strict=True):
         if t == "datetime":
             out[rename[c]] = np.array(values, dtype=np.int64) / 1e6
@@ -157,6 +190,76 @@ def _read_chunk(kind: str, after: int, chunk: int) -> dict[str, npt.NDArray[Any]
         else:
             out[rename[c]] = np.array(values, dtype=np.int64)
     return _sort(kind, out)
+
+
+SQLITE_PART = 250_000
+_HEX = np.zeros(256, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+_DIGITS = {"y": (0, 4), "mo": (5, 2), "d": (8, 2), "h": (11, 2), "mi": (14, 2), "s": (17, 2), "us": (20, 6)}
+
+
+def _sqlite_fixed(kind: str, table: str, cols: tuple[str, ...], types: list[str], after: int, chunk: int
+                  ) -> dict[str, npt.NDArray[Any]] | None:
+    """SQLite, integer and time columns only: each part of the chunk comes back as ONE byte string -- every
+    integer as 16 hexadecimal digits (two's complement), every time as its 26-character text -- decoded
+    column-wise with NumPy.  Fetching tuples made Python build one object per value (~60 % of a run)."""
+    from django.db import connection
+
+    from jiliang.engine.telemetry import days_from_civil
+
+    ints = [c for c, t in zip(cols, types, strict=True) if t != "datetime"]
+    times = [c for c, t in zip(cols, types, strict=True) if t == "datetime"]
+    fmt = "%%016x" * len(ints) + "%%s" * len(times)  # '%%' is one '%' once Django converts the placeholders
+    args = ", ".join([f'"{c}"' for c in ints] + [f"substr(\"{c}\" || '.000000', 1, 26)" for c in times])
+    width = 16 * len(ints) + 26 * len(times)
+    parts: list[bytes] = []
+    total, last = 0, after
+    with connection.cursor() as cur:
+        while total < chunk:
+            part = min(SQLITE_PART, chunk - total)
+            cur.execute(f"SELECT CAST(group_concat(r, '') AS BLOB), count(*), max(id) FROM (SELECT printf('{fmt}', "  # noqa: S608
+                        f"{args}) AS r, "
+                        f'"id" FROM "{table}" WHERE "id" > %s ORDER BY "id" LIMIT %s)', [last, part])
+            text, n, top = cur.fetchone()
+            if not n:
+                break
+            parts.append(text)
+            total, last = total + n, top
+            if n < part:
+                break
+    if not total:
+        return None
+    raw = np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(total, width)
+    out: dict[str, npt.NDArray[Any]] = {}
+    rename = {c: "device" if c == "device_id" else ("ts" if c == SOURCES[kind][2] else c) for c in cols}
+    if ints:
+        nib = _HEX[raw[:, :16 * len(ints)]].reshape(total, len(ints), 8, 2)
+        packed = np.ascontiguousarray(nib[..., 0] * 16 + nib[..., 1])  # (rows, columns, 8 bytes)
+        values = packed.view(">i8")[..., 0]
+        for j, c in enumerate(ints):
+            out[rename[c]] = values[:, j].astype(np.int64)
+    for j, c in enumerate(times):
+        txt = raw[:, 16 * len(ints) + 26 * j:16 * len(ints) + 26 * (j + 1)]
+
+        def num(key: str, txt: npt.NDArray[np.uint8] = txt) -> npt.NDArray[np.int64]:
+            start, n = _DIGITS[key]
+            v = txt[:, start].astype(np.int64) - 48
+            for k in range(1, n):
+                v = v * 10 + (txt[:, start + k].astype(np.int64) - 48)
+            return v
+
+        days = days_from_civil(num("y"), num("mo"), num("d"))
+        us = (days * 86400 + num("h") * 3600 + num("mi") * 60 + num("s")) * 1_000_000 + num("us")
+        out[rename[c]] = us / 1e6
+    return _sort(kind, _in_id_order(out))
+
+
+def _in_id_order(out: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+    """The columns in id order, as the rows are read (ties in the (device, time) sort keep that order)."""
+    if out["id"].size > 1 and not (np.diff(out["id"]) > 0).all():
+        order = np.argsort(out["id"], kind="stable")
+        return {k: v[order] for k, v in out.items()}
+    return out
 
 
 # --- registry data some detectors need beside the telemetry, cached between runs --------------------------
@@ -191,11 +294,23 @@ def load_extras(devices: npt.NDArray[np.int64] | None = None) -> dict[str, dict[
 
         types: set[str] = set().union(*DEVICE_TYPES.values())
         place, capacity, sw_hash, public_key = {}, {}, {}, {}
-        for pk, itype, pl, params, sw, pub in Instrument.objects.filter(instrument_type_id__in=types).values_list(
-                "id", "instrument_type_id", "place_id", "params", "sw_hash", "public_key_hex").iterator(
-                chunk_size=20000):
+        # the raw query sends ``params`` as text: only meters' parameters are decoded (orjson), the other
+        # ~60 % of the registry never need theirs
+        from django.db import connection
+
+        table = Instrument._meta.db_table
+        marks = ", ".join(["%s"] * len(types))
+        as_text = "::text" if connection.vendor == "postgresql" else ""
+        with connection.cursor() as cur:
+            cur.execute(f'SELECT "id", "instrument_type_id", "place_id", "params"{as_text}, "sw_hash", '  # noqa: S608
+                        f'"public_key_hex" FROM "{table}" WHERE "instrument_type_id" IN ({marks})', sorted(types))
+            rows = cur.fetchall()
+        for pk, itype, pl, params, sw, pub in rows:
             place[pk], sw_hash[pk], public_key[pk] = pl, sw, pub
-            capacity[pk] = _capacity_of(itype, params)
+            if itype in DEFAULT_CAPACITY_MILLI_PER_H:
+                capacity[pk] = _capacity_of(itype, orjson.loads(params) if isinstance(params, str | bytes) else params)
+            else:
+                capacity[pk] = _capacity_of(itype, None)
         cached = {"place": place, "capacity": capacity, "sw_hash": sw_hash, "public_key": public_key}
         _REGISTRY_CACHE.update(data=cached, key=key)
     return dict(cached)
@@ -214,16 +329,17 @@ def _filed_hash(batch: dict[str, npt.NDArray[Any]]) -> None:
 
 
 def _verification_distance(batch: dict[str, npt.NDArray[Any]]) -> None:
-    days: dict[int, list[float]] = defaultdict(list)
+    """Days from each row's time to the nearest recorded verification (检定) of its device (``inf`` when the
+    device has none), from the verification dates at noon UTC."""
+    vdev: list[int] = []
+    vday: list[float] = []
     for dev, date in Verification.objects.filter(instrument_id__in=np.unique(batch["device"]).tolist()).values_list(
             "instrument_id", "date"):
-        days[dev].append(dt.datetime.combine(date, dt.time(12), tzinfo=dt.UTC).timestamp() / 86400)
-    out = np.full(batch["device"].size, np.inf)
-    for i, (d, t) in enumerate(zip(batch["device"], batch["ts"], strict=True)):
-        vs = days.get(int(d))
-        if vs:
-            out[i] = min(abs(t / 86400 - v) for v in vs)
-    batch["days_from_verification"] = out
+        vdev.append(dev)
+        vday.append(dt.datetime.combine(date, dt.time(12), tzinfo=dt.UTC).timestamp() / 86400)
+    batch["days_from_verification"] = nearest_distance(np.asarray(batch["device"], dtype=np.int64),
+                                                       np.asarray(batch["ts"], dtype=np.float64) / 86400,
+                                                       np.array(vdev, dtype=np.int64), np.array(vday, dtype=np.float64))
 
 
 def _place(batch: dict[str, npt.NDArray[Any]]) -> None:
@@ -278,6 +394,49 @@ def _upsert_alerts(key: str, findings: list[Finding], report: DetectorReport) ->
             report.updated += 1
 
 
+def _load_state(cursor: DetectorCursor) -> dict[str, Any]:
+    """A cursor's state, decoded with orjson (the ORM's standard decoder took ~0.1 s per meter detector and
+    chunk for the tens of thousands of devices a state holds)."""
+    from django.db import connection
+
+    if "state" in cursor.__dict__:
+        return dict(cursor.state)
+    cast = "::text" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cur:
+        cur.execute(f'SELECT "state"{cast} FROM "{DetectorCursor._meta.db_table}" WHERE "id" = %s',  # noqa: S608
+                    [cursor.pk])
+        row = cur.fetchone()
+    text = row[0] if row else None
+    if text is None:
+        return {}
+    value = orjson.loads(text) if isinstance(text, str | bytes) else text
+    return value if isinstance(value, dict) else {}
+
+
+def _save_cursor(cursor: DetectorCursor, state: dict[str, Any] | None) -> None:
+    """Store a cursor's position and, when the detector ran, its new state.  The state (tens of thousands
+    of devices) is encoded with orjson, ~10 times faster than the standard encoder and equal once decoded;
+    a state holding a non-finite number (orjson would write ``null``) or a type orjson refuses keeps the
+    standard encoding."""
+    from django.db import connection
+
+    table = DetectorCursor._meta.db_table
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cur:
+        if state is None:
+            cur.execute(f'UPDATE "{table}" SET "last_id" = %s, "updated_at" = %s WHERE "id" = %s',  # noqa: S608
+                        [cursor.last_id, now, cursor.pk])
+            return
+        try:
+            text = orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:  # a value orjson does not know (the standard encoder takes any float subclass)
+            text = b"null"
+        encoded = text.decode() if b"null" not in text else json.dumps(state)
+        cast = "::jsonb" if connection.vendor == "postgresql" else ""
+        cur.execute(f'UPDATE "{table}" SET "last_id" = %s, "state" = %s{cast}, "updated_at" = %s '  # noqa: S608
+                    'WHERE "id" = %s', [cursor.last_id, encoded, now, cursor.pk])
+
+
 def enabled_detectors() -> list[Detector]:
     configs = {c.key: c for c in DetectorConfig.objects.all()}
     out = []
@@ -304,7 +463,8 @@ def run_detectors(*, keys: list[str] | None = None, chunk: int = CHUNK) -> RunRe
             with transaction.atomic():
                 cursors = {}
                 for det in dets:
-                    cursors[det.key], _ = DetectorCursor.objects.select_for_update().get_or_create(key=det.key)
+                    cursors[det.key], _ = DetectorCursor.objects.select_for_update().defer("state").get_or_create(
+                        key=det.key)
                 low = min(c.last_id for c in cursors.values())
                 batch = _read_chunk(kind, low, chunk)
                 if batch is None:
@@ -320,13 +480,14 @@ def run_detectors(*, keys: list[str] | None = None, chunk: int = CHUNK) -> RunRe
                         mine = dict(mine)
                         if det.key in EXTRAS:
                             EXTRAS[det.key](mine)
-                        findings, state = det.run(mine, cursor.state)
+                        findings, state = det.run(mine, _load_state(cursor))
                         _upsert_alerts(det.key, findings, rep)
-                        cursor.state = state
                         rep.rows += int(mine["id"].size)
                         rep.findings += len(findings)
+                    else:
+                        state = None
                     cursor.last_id = max(cursor.last_id, top)
-                    cursor.save()
+                    _save_cursor(cursor, state)
                 rows = int(batch["id"].size)
             if rows < chunk:
                 break

@@ -8,7 +8,8 @@ after a crash duplicates nothing.
 Fast path (ADR 0010): batches are parsed by ``engine.telemetry.BatchParser`` (column-wise for the
 high-volume kinds) in a second thread while the main thread stores the previous batch, and column-wise
 rows are sorted by (device, seq) so index pages are touched in order.  SQLite uses ``executemany`` of
-``INSERT OR IGNORE`` with a large page cache.  PostgreSQL COPYs column-wise rows in the binary format,
+``INSERT OR IGNORE`` with a large page cache and
+a longer write-ahead-log checkpoint interval.  PostgreSQL COPYs column-wise rows in the binary format,
 built with NumPy, straight into the table under a savepoint; only when that meets an already stored key
 (a resend) is the batch COPYed into a temporary staging table and inserted with ``ON CONFLICT DO
 NOTHING``.  Other kinds always take the staging way.
@@ -75,6 +76,7 @@ assert all(TABLES[k][1] == ROW_COLUMNS[k] for k in KINDS)
 TIME_COLUMN = {k: "start_ts" if k == "charger.session" else "ts" for k in KINDS}  # the partition key
 
 BATCH = 100_000
+WAL_CHECKPOINT_PAGES = 65_536
 
 
 @dataclass
@@ -175,7 +177,6 @@ PG_EPOCH_US = 946_684_800 * 1_000_000  # PostgreSQL's binary timestamps count fr
 _PG_BINARY = {"bigint": ">i8", "integer": ">i4", "smallint": ">i2", "timestamp with time zone": ">i8",
               "double precision": ">f8"}
 _PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
-_TIMES: list[str] = []
 
 
 def _column_types(model: type[models.Model], cols: tuple[str, ...]) -> list[str]:
@@ -208,15 +209,33 @@ def pg_binary_copy(model: type[models.Model], cols: tuple[str, ...], data: dict[
 
 
 def sqlite_times(us: npt.NDArray[np.int64]) -> list[str]:
-    """µs since the epoch as Django writes datetimes to SQLite: naive UTC 'YYYY-MM-DD HH:MM:SS[.ffffff]'."""
-    if not _TIMES:
-        _TIMES.extend(f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60))
+    """µs since the epoch as Django writes datetimes to SQLite: naive UTC 'YYYY-MM-DD HH:MM:SS[.ffffff]'
+    (years 1–9999).  Built column-wise: the digits of every row go into one byte matrix, which becomes
+    Python strings in one conversion."""
+    n = int(us.size)
     secs, frac = np.divmod(us, 1_000_000)
     days, sod = np.divmod(secs, 86400)
-    uniq, inverse = np.unique(days, return_inverse=True)
-    dates = [(dt.date(1970, 1, 1) + dt.timedelta(days=int(d))).isoformat() + " " for d in uniq.tolist()]
-    times = _TIMES
-    out = [dates[i] + times[s] for i, s in zip(inverse.tolist(), sod.tolist(), strict=True)]
+    # civil date from days since 1970-01-01 (H. Hinnant's algorithm), vectorised
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    year = yoe + era * 400 + (month <= 2)
+    hh, rest = np.divmod(sod, 3600)
+    mi, ss = np.divmod(rest, 60)
+    buf = np.empty((n, 19), dtype=np.uint8)
+    for col, (value, width) in zip((0, 5, 8, 11, 14, 17), ((year, 4), (month, 2), (day, 2), (hh, 2), (mi, 2),
+                                                         (ss, 2)), strict=True):
+        for k in range(width):
+            buf[:, col + k] = 48 + (value // 10 ** (width - 1 - k)) % 10
+    buf[:, 4] = buf[:, 7] = ord("-")
+    buf[:, 10] = ord(" ")
+    buf[:, 13] = buf[:, 16] = ord(":")
+    out: list[str] = buf.view("S19").ravel().astype("U19").tolist()
     for i in np.flatnonzero(frac).tolist():
         out[i] += f".{int(frac[i]):06d}"
     return out
@@ -343,6 +362,19 @@ def _tune_sqlite() -> None:
     if not bulk.is_postgres():
         with connection.cursor() as cur:
             cur.execute("PRAGMA cache_size = -262144")  # 256 MB, for this connection
+            # checkpoint the write-ahead log every 256 MB (at 4 KB pages) instead of every 4 MB: each batch
+            # rewrites index pages all over the table, and copying them into the database after every
+            # commit doubled the writes.  Commits stay as durable as before (WAL, synchronous=NORMAL).
+            cur.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+
+
+def _untune_sqlite() -> None:
+    """Back to SQLite's default checkpoint interval, after a checkpoint of what the ingest wrote."""
+    if not bulk.is_postgres():
+        with connection.cursor() as cur:
+            cur.execute("PRAGMA wal_autocheckpoint = 1000")
+            if not connection.in_atomic_block:
+                cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def ingest_lines(lines: Iterable[bytes | str], *, source: str, sender_org: int | None = None,
@@ -353,25 +385,28 @@ def ingest_lines(lines: Iterable[bytes | str], *, source: str, sender_org: int |
     parser = BatchParser(devices=devices, places=places, sender_org=sender_org)
     report = IngestReport()
     _tune_sqlite()
-    first = 1
-    for count, result in _parsed(lines, parser, batch_size):
-        first += count
-        received = timezone.now()
-        with transaction.atomic():
-            new = 0
-            for kind, rows in result.rows.items():
-                n = _store(kind, rows)
-                report.by_kind[kind] += n
-                new += n
-            for kind, data in result.columns.items():
-                n = _store_columns(kind, data)
-                report.by_kind[kind] += n
-                new += n
-            _quarantine(result, source, received)
-        report.lines = first - 1
-        report.accepted += new
-        report.duplicates += result.accepted - new
-        report.rejected += len(result.rejected)
-        room = keep_rejections - len(report.rejections)
-        report.rejections += [(r.line, r.field, r.reason) for r in result.rejected[:max(room, 0)]]
+    try:
+        first = 1
+        for count, result in _parsed(lines, parser, batch_size):
+            first += count
+            received = timezone.now()
+            with transaction.atomic():
+                new = 0
+                for kind, rows in result.rows.items():
+                    n = _store(kind, rows)
+                    report.by_kind[kind] += n
+                    new += n
+                for kind, data in result.columns.items():
+                    n = _store_columns(kind, data)
+                    report.by_kind[kind] += n
+                    new += n
+                _quarantine(result, source, received)
+            report.lines = first - 1
+            report.accepted += new
+            report.duplicates += result.accepted - new
+            report.rejected += len(result.rejected)
+            room = keep_rejections - len(report.rejections)
+            report.rejections += [(r.line, r.field, r.reason) for r in result.rejected[:max(room, 0)]]
+    finally:
+        _untune_sqlite()
     return report

@@ -194,3 +194,84 @@ def test_stuck_register_matches_the_per_reading_loop(seed: int) -> None:
             f.evidence["neighbours_consuming_share"]) for f in det.run(b, state)[0]]
     assert got == _stuck_reference(det, b, state)
     assert seed % 3 == 0 or got, "the planted stuck meters are found"
+
+
+def _continuity_reference(det: ChargerRegisterContinuity, batch: dict[str, np.ndarray],
+                          state: dict[str, object]) -> tuple[list[object], dict[str, object]]:
+    """The register-continuity rule (电能读数不连续) as the former per-device loop: the vectorised detector
+    must give exactly the same findings and state."""
+    from jiliang.engine.detectors.base import Finding, groups
+
+    dev = np.asarray(batch["device"], dtype=np.int64)
+    start = np.asarray(batch["meter_start_wh"], dtype=np.float64)
+    end = np.asarray(batch["meter_end_wh"], dtype=np.float64)
+    energy = np.asarray(batch["energy_wh"], dtype=np.float64)
+    tol = det.params["tolerance_wh"]
+    last: dict[str, float] = dict(state.get("last_end", {}))  # type: ignore[call-overload]
+    prev_end = np.full(dev.size, np.nan)
+    if dev.size:
+        prev_end[1:] = end[:-1]
+    devices, starts, ends = groups(dev)
+    for d, s in zip(devices, starts, strict=True):
+        prev_end[s] = last.get(str(int(d)), np.nan)
+    backwards = np.nan_to_num(prev_end - start, nan=-1.0) > tol
+    mismatch = np.abs(energy - (end - start)) > tol
+    findings = []
+    for d, s, e in zip(devices, starts, ends, strict=True):
+        problems = {}
+        b_idx = np.flatnonzero(backwards[s:e]) + s
+        m_idx = np.flatnonzero(mismatch[s:e]) + s
+        if b_idx.size:
+            problems["register_backwards"] = [{"seq": int(batch["seq"][i]), "previous_end_wh": float(prev_end[i]),
+                                               "start_wh": float(start[i])} for i in b_idx[:10]]
+        if m_idx.size:
+            problems["energy_mismatch"] = [{"seq": int(batch["seq"][i]), "energy_wh": float(energy[i]),
+                                            "end_minus_start_wh": float(end[i] - start[i])} for i in m_idx[:10]]
+        if problems:
+            findings.append(Finding(int(d), "critical", {"problems": problems}))
+        last[str(int(d))] = float(end[e - 1])
+    return findings, {**state, "last_end": last}
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_charger_continuity_matches_the_per_device_loop(seed: int) -> None:
+    """Random sessions (some registers going back, some energies off) in two consecutive batches, with and
+    without a prior state: same findings, same evidence, same state as the per-device loop."""
+    rng = np.random.default_rng(seed)
+    det = ChargerRegisterContinuity(**({"tolerance_wh": float(rng.integers(0, 200))} if seed % 2 else {}))
+    state: dict[str, object] = {"last_end": {str(d): float(rng.integers(0, 5000)) for d in range(1, 30, 4)}} \
+        if seed % 3 else {}
+    ref_state = dict(state)
+    for part in range(2):
+        b = sample("charger.session", n=int(rng.integers(0, 400)), seed=seed * 7 + part)
+        if b["device"].size and seed % 4 == 0:
+            b["meter_start_wh"] = b["meter_start_wh"] - (rng.random(b["device"].size) < 0.2) * 3000
+        got, state = det.run(b, state)
+        want, ref_state = _continuity_reference(det, b, ref_state)
+        assert got == want
+        assert state == ref_state
+        assert list(state["last_end"]) == list(ref_state["last_end"])  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_nearest_verification_distance_matches_the_per_row_loop(seed: int) -> None:
+    """Days to the nearest verification (距最近检定的天数), vectorised, equal the former per-row minimum."""
+    from jiliang.engine.detectors.base import nearest_distance
+
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(0, 500)), int(rng.integers(0, 60))
+    dev = np.sort(rng.integers(1, 30, n))
+    x = rng.uniform(20000, 20400, n)
+    x[rng.random(n) < 0.1] = 20100.5  # ties with a reference
+    ref_dev = rng.integers(1, 30, m)
+    ref = np.where(rng.random(m) < 0.2, 20100.5, rng.uniform(20000, 20400, m))
+    days: dict[int, list[float]] = {}
+    for d, v in zip(ref_dev.tolist(), ref.tolist(), strict=True):
+        days.setdefault(d, []).append(v)
+    want = np.full(n, np.inf)
+    for i, (d, t) in enumerate(zip(dev, x, strict=True)):
+        vs = days.get(int(d))
+        if vs:
+            want[i] = min(abs(t - v) for v in vs)
+    got = nearest_distance(dev, x, ref_dev, ref)
+    assert np.array_equal(got, want)

@@ -108,3 +108,19 @@ def test_canonical_lines_take_the_column_wise_path() -> None:
     # 2024-03-01 05:29:59 UTC
     assert cols["ts"][0] == np.datetime64("2024-03-01T05:29:59", "us").astype(np.int64)
     assert not any(r.rows.values())
+
+
+def test_sqlite_times_match_django_text() -> None:
+    """Column-wise time text for SQLite equals ``datetime.isoformat(" ")`` of the naive UTC time, as
+    Django writes it, over the whole range of years and with and without microseconds."""
+    import datetime as dt
+
+    from jiliang.monitoring.ingest import sqlite_times
+
+    rng = np.random.default_rng(5)
+    lo = int((dt.datetime(1, 1, 1) - dt.datetime(1970, 1, 1)).total_seconds() * 1e6)
+    hi = int((dt.datetime(9999, 12, 31, 23, 59, 59) - dt.datetime(1970, 1, 1)).total_seconds() * 1e6)
+    us = np.concatenate([rng.integers(lo, hi, 5000), rng.integers(0, 2 * 10**15, 5000) // 10**6 * 10**6,
+                         np.array([lo, hi, 0, -1, 951_782_400 * 10**6, 4_107_542_400 * 10**6 + 1])])
+    want = [(dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(v))).isoformat(" ") for v in us.tolist()]
+    assert sqlite_times(us) == want

@@ -79,3 +79,31 @@ def groups(device: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.ND
     starts = np.concatenate(([0], change)).astype(np.intp)
     ends = np.concatenate((change, [device.size])).astype(np.intp)
     return device[starts], starts, ends
+
+
+def nearest_distance(device: npt.NDArray[np.int64], x: npt.NDArray[np.float64], ref_device: npt.NDArray[np.int64],
+                     ref: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """For each ``(device, x)`` the smallest ``|x − r|`` over the ``r`` of ``ref`` with the same device (``inf``
+    when there is none).  Vectorised: rows and references are sorted together by device, then value; the
+    nearest reference of a row is the last one before it or the first one after it within its device."""
+    n = device.size
+    out = np.full(n, np.inf)
+    if not n or not ref.size:
+        return out
+    dev_all = np.concatenate([device, ref_device])
+    val_all = np.concatenate([x, ref])
+    is_ref = np.concatenate([np.zeros(n, dtype=bool), np.ones(ref.size, dtype=bool)])
+    order = np.lexsort((val_all, dev_all))
+    d, v, r = dev_all[order], val_all[order], is_ref[order]
+    pos = np.arange(d.size)
+    before = np.maximum.accumulate(np.where(r, pos, -1))
+    after = np.minimum.accumulate(np.where(r, pos, d.size)[::-1])[::-1]
+    rows = ~r
+    best = np.full(d.size, np.inf)
+    for near in (before, after):
+        ok = rows & (near >= 0) & (near < d.size)
+        k = np.clip(near, 0, d.size - 1)
+        ok &= d[k] == d
+        best = np.where(ok, np.minimum(best, np.abs(v - v[k])), best)
+    out[order[rows]] = best[rows]
+    return out

@@ -38,12 +38,14 @@ class ChargerRegisterContinuity(Detector):
         if dev.size:
             prev_end[1:] = end[:-1]
         devices, starts, ends = groups(dev)
-        for d, s in zip(devices, starts, strict=True):
-            prev_end[s] = last.get(str(int(d)), np.nan)
+        keys = list(map(str, devices.tolist()))
+        prev_end[starts] = [last.get(k, np.nan) for k in keys]
         backwards = np.nan_to_num(prev_end - start, nan=-1.0) > tol
         mismatch = np.abs(energy - (end - start)) > tol
         findings = []
-        for d, s, e in zip(devices, starts, ends, strict=True):
+        bad = backwards | mismatch
+        hit = np.unique(np.searchsorted(starts, np.flatnonzero(bad), side="right") - 1) if bad.any() else starts[:0]
+        for d, s, e in zip(devices[hit].tolist(), starts[hit].tolist(), ends[hit].tolist(), strict=True):
             problems = {}
             b_idx = np.flatnonzero(backwards[s:e]) + s
             m_idx = np.flatnonzero(mismatch[s:e]) + s
@@ -53,9 +55,8 @@ class ChargerRegisterContinuity(Detector):
             if m_idx.size:
                 problems["energy_mismatch"] = [{"seq": int(batch["seq"][i]), "energy_wh": float(energy[i]),
                                                 "end_minus_start_wh": float(end[i] - start[i])} for i in m_idx[:10]]
-            if problems:
-                findings.append(Finding(int(d), "critical", {"problems": problems}))
-            last[str(int(d))] = float(end[e - 1])
+            findings.append(Finding(int(d), "critical", {"problems": problems}))
+        last.update(zip(keys, end[ends - 1].tolist(), strict=True))
         return findings, {**state, "last_end": last}
 
 
@@ -72,8 +73,9 @@ class ChargerOcmfSignature(Detector):
         from jiliang.engine.ocmf import verify_ocmf
 
         per: dict[int, list[dict[str, object]]] = {}
-        for i in range(len(batch["device"])):
-            data = str(batch["ocmf"][i] or "")
+        ocmf = np.asarray(batch["ocmf"], dtype=object)
+        for i in np.flatnonzero(ocmf.astype(bool)).tolist():
+            data = str(ocmf[i] or "")
             if not data:
                 continue
             key = str(batch["public_key"][i] or "")
