@@ -110,7 +110,7 @@ def credit_config_update(*, actor: Any, config: Mapping[str, Any], note: str = "
     except credit.CreditConfigError as exc:
         raise JiliangError("the credit configuration is invalid", code="validation_failed",
                            details=[Problem(row=None, field=f, reason=r) for f, r in exc.problems]) from exc
-    current = CreditConfigVersion.objects.select_for_update().order_by("-version").first()
+    current = CreditConfigVersion.objects.select_for_update(of=("self",)).order_by("-version").first()
     if current is not None and credit.CreditConfig.from_mapping(current.config) == cfg:
         return current
     before = snapshot(current) if current is not None else {
@@ -223,7 +223,7 @@ def _log_grades(actor: Any, old: grading.GradeColumns, at: npt.NDArray[np.intp],
 def _plan(actor: Any, plan_id: int) -> InspectionPlan:
     if not InspectionPlan.objects.restrict(actor, "view").filter(pk=plan_id).exists():
         raise NotFound(f"plan {plan_id} not found")
-    plan = InspectionPlan.objects.restrict(actor, "change").select_for_update().filter(pk=plan_id).first()
+    plan = InspectionPlan.objects.restrict(actor, "change").select_for_update(of=("self",)).filter(pk=plan_id).first()
     if plan is None:
         raise PermissionDenied("you may not change this plan")
     return plan
@@ -411,7 +411,7 @@ def _task(actor: Any, task_id: int) -> InspectionTask:
     """The task for a write by one of its two inspectors (404 outside the view scope, 403 for viewers)."""
     if not InspectionTask.objects.restrict(actor, "view").filter(pk=task_id).exists():
         raise NotFound(f"task {task_id} not found")
-    task = (InspectionTask.objects.restrict(actor, "change").select_for_update().select_related("plan")
+    task = (InspectionTask.objects.restrict(actor, "change").select_for_update(of=("self",)).select_related("plan")
             .filter(pk=task_id).first())
     if task is None:
         raise PermissionDenied("only the two inspectors assigned to this task record it")
@@ -559,7 +559,7 @@ def case_rectify(*, actor: Any, case_id: int, note: str, rectified_on: dt.date |
     ``closed`` and ``rectification_done`` enters the entity's credit file."""
     if not Case.objects.restrict(actor, "view").filter(pk=case_id).exists():
         raise NotFound(f"case {case_id} not found")
-    case = Case.objects.restrict(actor, "change").select_for_update().filter(pk=case_id).first()
+    case = Case.objects.restrict(actor, "change").select_for_update(of=("self",)).filter(pk=case_id).first()
     if case is None:
         raise PermissionDenied("you may not follow up this case")
     if case.status == Case.Status.CLOSED:
@@ -603,7 +603,7 @@ def case_escalate_overdue(*, actor: Any, today: dt.date | None = None) -> Escala
     reminder = int(case_rules().get("reminder_days", 3))
     reminded = escalated = 0
     active = (Case.Status.OPEN, Case.Status.RECTIFICATION_DUE)
-    for case in Case.objects.select_for_update().filter(status__in=active,
+    for case in Case.objects.select_for_update(of=("self",)).filter(status__in=active,
                                                         deadline__lte=today + dt.timedelta(days=reminder)):
         before = snapshot(case)
         if case.deadline < today:
@@ -715,7 +715,7 @@ def alert_task_open(*, actor: Any, alert_id: int) -> InspectionTask:
     if not (scope.is_admin or scope.role == Role.REGULATOR) or \
             not Alert.objects.restrict(actor, "change").filter(pk=alert_id).exists():
         raise PermissionDenied("only a regulator of the alert's region opens an inspection task for it")
-    alert = Alert.objects.select_for_update().select_related("owner").get(pk=alert_id)
+    alert = Alert.objects.select_for_update(of=("self",)).select_related("owner").get(pk=alert_id)
     existing = InspectionTask.objects.filter(alert=alert).first()
     if existing is not None:
         return existing
