@@ -141,7 +141,7 @@ def test_token_create_list_revoke(dbfile: Path, tmp_path: Path) -> None:
                dbfile).returncode == 2
 
 
-def test_reminders_send_reports_and_repeats_nothing(dbfile: Path) -> None:
+def test_reminders_send_reports_counts_and_refuses_a_bad_date(dbfile: Path) -> None:
     empty = run(["reminders", "send", "--as-of", "2026-11-23"], dbfile)
     assert empty.returncode == 0, empty.stderr
     assert "reminders: 0 instruments due soon, 0 overdue" in empty.stdout

@@ -25,7 +25,6 @@ Protocol ``jiliang-draw-v1`` (docs/draw.md says the same for people writing thei
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import math
 import re
@@ -132,15 +131,10 @@ class DrawResult:
     by_grade: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _key(seed: bytes, eid: str, weight: float) -> float:
-    digest = hmac.new(seed, eid.encode(), hashlib.sha256).digest()
-    u = (int.from_bytes(digest, "big") + 0.5) / 2**256
-    return math.log(u) / weight
-
-
 def _keys(seed: bytes, rows: list[tuple[str, str, float]]) -> list[float]:
-    """``_key`` for every row: HMAC-SHA256 from the precomputed inner and outer hash states (RFC 2104),
-    which gives the same digests as ``hmac.new`` at a fraction of the cost per entity."""
+    """Each row's key ``ln(u) / weight`` with ``u = (int(HMAC-SHA256(seed, id)) + 0.5) / 2**256``; the HMAC
+    comes from precomputed inner and outer hash states (RFC 2104), the same digests as ``hmac.new`` at a
+    fraction of the cost per entity."""
     assert len(seed) <= 64, "a longer HMAC key would be hashed first"
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in seed.ljust(64, b"\0")))
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in seed.ljust(64, b"\0")))

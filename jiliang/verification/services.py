@@ -150,9 +150,10 @@ def reminders_send(*, as_of: dt.date | None = None, within_days: int | None = No
             to = [u.email for u in users if u.email]
             if to:
                 messages.append(EmailMessage(subject=f"[计量监管平台] {title}", body=body, to=to))
+        all_regulators = list(User.objects.filter(role=Role.REGULATOR, is_active=True, region__isnull=False)
+                              ) if overdue_by_region else []
         for region_id, n in overdue_by_region.items():
-            regulators = [u for u in User.objects.filter(role=Role.REGULATOR, is_active=True)
-                          .select_related("region") if u.region_id and region_id.startswith(_prefix(u.region_id))]
+            regulators = [u for u in all_regulators if region_id.startswith(_prefix(u.region_id or ""))]
             if regulators:
                 report.notifications += notifications_create(
                     users=regulators, title=f"辖区新增 {n} 台超期未检计量器具",
