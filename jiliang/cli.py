@@ -319,6 +319,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
             esc = case_escalate_overdue(actor=SystemPrincipal("system:worker"))
             print(f"cases: {esc.reminded} rectification due, {esc.escalated} escalated", flush=True)
+            from jiliang.monitoring.partitions import prune_expired
+
+            pruned = prune_expired()
+            if pruned is not None:
+                print(f"retention: {sum(pruned.deleted.values())} records before {pruned.before.date()} removed, "
+                      f"{sum(pruned.kept.values())} kept as evidence", flush=True)
 
     ingestor = MqttIngestor(host=args.mqtt_host, port=args.mqtt_port, topic=args.topic, client_id=args.client_id,
                             batch_size=args.batch_size, on_batch=on_batch)
@@ -362,16 +368,26 @@ def cmd_telemetry_prune(args: argparse.Namespace) -> int:
 
     from jiliang.monitoring.partitions import prune
 
-    try:
-        day = dt.date.fromisoformat(args.before)
-    except ValueError:
-        return _fail(f"--before {args.before!r}: not a date (YYYY-MM-DD)")
-    before = dt.datetime.combine(day, dt.time(0), tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai"))
+    if args.before is None:
+        from jiliang.monitoring.partitions import retention_cutoff
+
+        cutoff = retention_cutoff()
+        if cutoff is None:
+            print("retention is off (JILIANG_TELEMETRY_RETENTION_DAYS=0): nothing removed; give --before to prune")
+            return 0
+        before = cutoff
+    else:
+        try:
+            day = dt.date.fromisoformat(args.before)
+        except ValueError:
+            return _fail(f"--before {args.before!r}: not a date (YYYY-MM-DD)")
+        before = dt.datetime.combine(day, dt.time(0), tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai"))
+    print(f"records before {before.date().isoformat()} (Asia/Shanghai)")
     report = prune(before=before, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for table, n in report.deleted.items():
         if n or report.kept.get(table):
-            print(f"{table}: {verb} {n}, kept {report.kept.get(table, 0)} (evidence of open alerts)")
+            print(f"{table}: {verb} {n}, kept {report.kept.get(table, 0)} (evidence of alerts under follow-up)")
     for name in report.dropped_partitions:
         print(f"dropped partition {name}")
     return 0
@@ -525,11 +541,14 @@ def build_parser() -> argparse.ArgumentParser:
     det.set_defaults(func=cmd_detect)
 
     tel = sub.add_parser("telemetry", help="telemetry housekeeping (retention)",
-                         description="Telemetry housekeeping. prune: remove raw records older than a date, "
-                         "except those of instruments with an open alert (evidence).")
+                         description="Telemetry housekeeping. prune: remove raw records older than a date "
+                         "(default: the configured retention, JILIANG_TELEMETRY_RETENTION_DAYS, 730 days), "
+                         "except the evidence of alerts under follow-up.")
     tel_sub = tel.add_subparsers(dest="telemetry_command", required=True)
-    tp = tel_sub.add_parser("prune", help="remove raw records older than --before (open alerts' evidence kept)")
-    tp.add_argument("--before", required=True, help="date (YYYY-MM-DD, Asia/Shanghai midnight)")
+    tp = tel_sub.add_parser("prune", help="remove raw records past the retention or older than --before "
+                            "(evidence of alerts under follow-up kept)")
+    tp.add_argument("--before", help="date (YYYY-MM-DD, Asia/Shanghai midnight); default: today minus the "
+                    "retention (JILIANG_TELEMETRY_RETENTION_DAYS)")
     tp.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     tp.set_defaults(func=cmd_telemetry_prune)
 

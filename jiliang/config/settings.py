@@ -155,3 +155,7 @@ JILIANG_PDF_FALLBACK_FONT = os.environ.get("JILIANG_PDF_FALLBACK_FONT", "")  # P
 JILIANG_PAGE_SIZE = 50
 JILIANG_MAX_PAGE_SIZE = 500
 JILIANG_DUE_SOON_DAYS = int(os.environ.get("JILIANG_DUE_SOON_DAYS", "30"))
+# Raw telemetry retention (原始数据保留期) in days; the worker prunes older records nightly, keeping the evidence
+# of alerts still under follow-up.  Default two years: the limitation period for administrative penalties
+# (《行政处罚法》第三十六条).  0 keeps everything.
+JILIANG_TELEMETRY_RETENTION_DAYS = int(os.environ.get("JILIANG_TELEMETRY_RETENTION_DAYS", "730"))

@@ -2,11 +2,13 @@
 
 On PostgreSQL every telemetry table is partitioned by month of its time column (migration 0003, ADR 0010);
 a month's partition is created when the first record of that month is stored.  SQLite keeps plain tables.
-``prune`` removes raw records older than a date, except those of instruments with an open alert (new or
-triaged): an alert's evidence names its device's records (by ``seq``, or by example values), so all of
-that device's records -- and, for tank records, those of the place where it stands -- are kept until the
-alert is decided.  On PostgreSQL a month wholly before the date with nothing to keep is dropped as a
-partition; otherwise rows are deleted.
+``prune`` removes raw records older than a date, except the evidence (证据) of alerts still being followed
+up: an alert that is new or triaged, or confirmed while its follow-up is unfinished (no inspection task
+yet, the task not completed, or one of its cases not closed).  An alert's evidence names its device's
+records (by ``seq``, or by example values), so all of that device's records -- and, for tank records,
+those of the place where it stands -- are kept.  On PostgreSQL a month wholly before the date with nothing
+to keep is dropped as a partition; otherwise rows are deleted.  ``prune_expired`` applies the configured
+retention (``JILIANG_TELEMETRY_RETENTION_DAYS``); the worker runs it nightly.
 """
 
 from __future__ import annotations
@@ -90,16 +92,24 @@ def ensure_partitions(model: type[models.Model], times: Any) -> None:
 class PruneReport:
     before: dt.datetime
     deleted: dict[str, int] = field(default_factory=dict)
-    kept: dict[str, int] = field(default_factory=dict)          # rows kept as evidence of open alerts
+    kept: dict[str, int] = field(default_factory=dict)          # rows kept as evidence of alerts followed up
     dropped_partitions: list[str] = field(default_factory=list)
 
 
 def _protected() -> tuple[list[int], list[int]]:
-    """Instruments with an open alert, and the places where they stand."""
+    """Instruments with an alert under follow-up (open, or confirmed with its inspection task or cases not
+    finished), and the places where they stand."""
+    from django.db.models import Exists, OuterRef, Q
+
     from jiliang.monitoring.models import Alert
     from jiliang.registry.models import Instrument
+    from jiliang.supervision.models import Case, InspectionTask
 
-    devices = sorted(set(Alert.objects.filter(status__in=Alert.OPEN).values_list("device_id", flat=True)))
+    unfinished_case = Case.objects.filter(task=OuterRef("pk")).exclude(status=Case.Status.CLOSED)
+    settled = InspectionTask.objects.filter(alert=OuterRef("pk"), status=InspectionTask.Status.COMPLETED).exclude(
+        Exists(unfinished_case))
+    following = Alert.objects.filter(Q(status__in=Alert.OPEN) | (Q(status="confirmed") & ~Exists(settled)))
+    devices = sorted(set(following.values_list("device_id", flat=True)))
     places = sorted({p for p in Instrument.objects.filter(pk__in=devices).values_list("place_id", flat=True)
                      if p is not None})
     return devices, places
@@ -145,3 +155,25 @@ def prune(*, before: dt.datetime, dry_run: bool = False) -> PruneReport:
                         report.dropped_partitions.append(name)
             cur.execute(f'DELETE FROM "{table}" WHERE "{tcol}" < %s AND NOT ({keep})', [bound])  # noqa: S608
     return report
+
+
+def retention_cutoff(now: dt.datetime | None = None) -> dt.datetime | None:
+    """Records older than this are past the configured retention (``JILIANG_TELEMETRY_RETENTION_DAYS``,
+    counted in whole days back from today's midnight, Asia/Shanghai); None when retention is off (0)."""
+    import zoneinfo
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    days = int(getattr(settings, "JILIANG_TELEMETRY_RETENTION_DAYS", 0))
+    if days <= 0:
+        return None
+    tz = zoneinfo.ZoneInfo("Asia/Shanghai")
+    today = (now or timezone.now()).astimezone(tz).date()
+    return dt.datetime.combine(today - dt.timedelta(days=days), dt.time(0), tzinfo=tz)
+
+
+def prune_expired(*, now: dt.datetime | None = None, dry_run: bool = False) -> PruneReport | None:
+    """``prune`` at the configured retention (the worker's nightly step); None when retention is off."""
+    cutoff = retention_cutoff(now)
+    return None if cutoff is None else prune(before=cutoff, dry_run=dry_run)

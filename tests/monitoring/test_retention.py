@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,67 @@ def test_prune_keeps_open_alert_evidence_and_removes_the_rest(world: World, caps
     report = prune(before=before)
     assert report.deleted["monitoring_scaletxn"] == 2
     assert sorted(ScaleTxn.objects.values_list("seq", flat=True)) == [3, 3]
+
+
+def test_retention_setting_prunes_but_keeps_evidence_until_the_follow_up_is_finished(
+        world: World, settings: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """The configured retention (JILIANG_TELEMETRY_RETENTION_DAYS) decides the cut-off; a confirmed alert's
+    records stay while its inspection task is open and while a case opened by it is not closed."""
+    import datetime as dt
+
+    from jiliang.accounts.models import SystemPrincipal
+    from jiliang.monitoring.partitions import prune_expired, retention_cutoff
+    from jiliang.supervision.models import Case, Finding, InspectionTask
+    from jiliang.supervision.services import alert_task_open
+    from tests.supervision.inspection_setup import make_inspectors
+
+    now = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
+    settings.JILIANG_TELEMETRY_RETENTION_DAYS = 0
+    assert retention_cutoff(now) is None and prune_expired(now=now) is None
+    settings.JILIANG_TELEMETRY_RETENTION_DAYS = 30  # records before 2026-10-24 (Asia/Shanghai) are past it
+    cutoff = retention_cutoff(now)
+    assert cutoff is not None and cutoff.date() == dt.date(2026, 10, 24) and cutoff.utcoffset() == dt.timedelta(hours=8)
+
+    ingest_lines([txn("SC-F-1", 1, 9, 1600), txn("SC-F-1", 2, 11), txn("SC-N-1", 1, 9), txn("SC-N-1", 2, 11)],
+                 source="t")
+    run_detectors()
+    alert = Alert.objects.get(device__device_id="SC-F-1")
+    system = SystemPrincipal("system:test")
+    alert_decide(actor=system, alert_id=alert.pk, status="confirmed")
+
+    def left() -> list[tuple[str, int]]:
+        return sorted(ScaleTxn.objects.values_list("device__device_id", "seq"))
+
+    # confirmed, no inspection task yet: the evidence stays; the honest scale's old record goes
+    report = prune_expired(now=now)
+    assert report is not None and report.kept["monitoring_scaletxn"] == 1
+    assert left() == [("SC-F-1", 1), ("SC-F-1", 2), ("SC-N-1", 2)]
+
+    make_inspectors("440304", 2)
+    task = alert_task_open(actor=world.users["futian_regulator"], alert_id=alert.pk)
+    assert prune_expired(now=now).kept["monitoring_scaletxn"] == 1  # type: ignore[union-attr]
+    # the task is completed but it opened a case that is not closed yet
+    InspectionTask.objects.filter(pk=task.pk).update(status=InspectionTask.Status.COMPLETED)
+    finding = Finding.objects.create(task=task, instrument=alert.device, present=True, conforming=False,
+                                     recorded_by="t")
+    case = Case.objects.create(task=task, finding=finding, entity=alert.owner, legal_basis="计量法",
+                               order="责令改正", deadline=dt.date(2026, 12, 31))
+    assert prune_expired(now=now).kept["monitoring_scaletxn"] == 1  # type: ignore[union-attr]
+    assert ("SC-F-1", 1) in left()
+    # case closed: the follow-up is finished and the old record goes through the CLI's default cut-off
+    # (today's retention reaching back to 2026-10-01, whatever the date the test runs)
+    Case.objects.filter(pk=case.pk).update(status=Case.Status.CLOSED)
+    settings.JILIANG_TELEMETRY_RETENTION_DAYS = (dt.date.today() - dt.date(2026, 10, 1)).days
+    assert main(["telemetry", "prune"]) == 0
+    out = capsys.readouterr().out
+    assert "records before" in out
+    assert left() == [("SC-F-1", 2), ("SC-N-1", 2)]
+
+
+def test_prune_cli_with_retention_off_removes_nothing(world: World, settings: Any,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    settings.JILIANG_TELEMETRY_RETENTION_DAYS = 0
+    ingest_lines([txn("SC-N-1", 1, 1)], source="t")
+    assert main(["telemetry", "prune"]) == 0
+    assert "retention is off" in capsys.readouterr().out
+    assert ScaleTxn.objects.count() == 1
