@@ -37,11 +37,13 @@ from jiliang.monitoring.models import (
 DETECTOR_TITLES = (
     gettext_noop("计价金额与单价×重量不符"),
     gettext_noop("公平秤复秤短秤（疑似作弊）"),
+    gettext_noop("计价秤零点漂移"),
     gettext_noop("软件校验和与备案不符"),
     gettext_noop("检定以外的校准、参数修改或破封"),
     gettext_noop("表计倒转（逆流）"),
     gettext_noop("表计停走（邻户正常用量）"),
     gettext_noop("读数异常跳变"),
+    gettext_noop("连续流量（疑似漏水）"),
     gettext_noop("充电桩电能读数不连续"),
     gettext_noop("充电桩签名计量数据校验失败"),
 )
@@ -269,6 +271,28 @@ def _recheck_shortfall(ev: Mapping[str, Any], unit: str) -> EvidenceView:
             rows=rows, note=_("短秤比例 = (标称重量 − 复秤重量) ÷ 复秤重量；累积和超过阈值即预警。"))] if rows else [])
 
 
+def _zero_drift(ev: Mapping[str, Any], unit: str) -> EvidenceView:
+    rows = []
+    for x in ev.get("examples", []):
+        claimed, actual = int(x["claimed_g"]), int(x["actual_g"])
+        rows.append([_num(claimed), _num(actual), f"{claimed - actual:+,d}"])
+    lo, hi = ev.get("offset_ci95_g") or [None, None]
+    return EvidenceView(
+        facts=[(_("零点偏移（克）"), _pm(ev["offset_g"], None, 1)),
+               (_("95% 区间（克）"), f"{float(lo):+.1f} — {float(hi):+.1f}" if lo is not None else "—"),
+               (_("标准误差（克）"), _num(ev.get("offset_se_g", 0), 2)),
+               (_("示值比例误差（%）"), _pm(ev.get("slope_pct"), None, 3)),
+               (_("报警阈值（克）"), f"±{float(ev.get('max_offset_g', 0)):g}"),
+               (_("计入的复秤次数"), _num(ev["rechecks"])),
+               (_("分析期间"), _("自 %(since)s 起 %(days)s 天") % {"since": ev.get("since", "—"),
+                                                                "days": ev.get("days", "—")})],
+        tables=[EvidenceTable(
+            title=_("最近的复秤（示例）"),
+            columns=[(_("标称重量（克）"), True), (_("复秤重量（克）"), True), (_("差值（克）"), True)],
+            rows=rows, note=_("对复秤差值（标称 − 复秤）与复秤重量作直线拟合：截距是与重量无关的零点偏移，"
+                              "斜率是随重量增长的比例误差（量程误差或作弊）。"))] if rows else [])
+
+
 def _software_checksum(ev: Mapping[str, Any], unit: str) -> EvidenceView:
     return EvidenceView(facts=[(_("上报的软件校验和"), str(ev["reported"])), (_("备案的软件校验和"), str(ev["filed"])),
                                (_("事件序号"), str(ev.get("seq", "—")))])
@@ -301,6 +325,23 @@ def _stuck_register(ev: Mapping[str, Any], unit: str) -> EvidenceView:
          _num(float(ev["register_milli"]) / 1000, 3)),
         (_("同一场所的其他表计"), _num(ev.get("neighbours", 0))),
         (_("其中正常走字的比例"), f"{float(ev.get('neighbours_consuming_share', 0)) * 100:.1f}%"),
+    ])
+
+
+def _continuous_flow(ev: Mapping[str, Any], unit: str) -> EvidenceView:
+    rate = float(ev["min_rate_milli_per_h"])
+    if unit == "m³":  # thousandths of a cubic metre are litres
+        rate_fact = (_("最小流量（升/小时）"), _num(rate, 1))
+    else:
+        per_hour = _("%(unit)s/小时") % {"unit": unit or pgettext("unit of measure", "单位")}
+        rate_fact = (_("最小用量速率（%(unit)s）") % {"unit": per_hour}, _num(rate / 1000, 4))
+    seqs = ev.get("seqs") or []
+    return EvidenceView(facts=[
+        (_("连续用量时长（小时）"), _num(ev["hours"], 1)),
+        rate_fact,
+        (_("期间读数"), _num(ev.get("readings", 0))),
+        (_("仍在持续"), _("是") if ev.get("ongoing") else _("否")),
+        (_("起止读数序号"), " — ".join(str(s) for s in seqs) or "—"),
     ])
 
 
@@ -380,11 +421,13 @@ _EVIDENCE: dict[str, Callable[[Mapping[str, Any], str], EvidenceView]] = {
     "fuel.nozzle_drift": _nozzle_drift,
     "scale.amount_mismatch": _amount_mismatch,
     "scale.recheck_shortfall": _recheck_shortfall,
+    "scale.zero_drift": _zero_drift,
     "scale.software_checksum": _software_checksum,
     "scale.unauthorized_event": _unauthorized_event,
     "meter.reverse_flow": _reverse_flow,
     "meter.stuck_register": _stuck_register,
     "meter.implausible_jump": _implausible_jump,
+    "meter.continuous_flow": _continuous_flow,
     "charger.register_continuity": _register_continuity,
 }
 
@@ -570,6 +613,21 @@ def _recheck_telemetry(alert: Alert, flagged: set[int]) -> Telemetry:
     return Telemetry(chart=chart if rows else None, count=len(rows))
 
 
+def _zero_drift_telemetry(alert: Alert, flagged: set[int]) -> Telemetry:
+    """The recent re-weighs' differences in grams, with the fitted zero offset since the day it starts."""
+    rows = list(ScaleRecheck.objects.filter(device_id=alert.device_id).order_by("-ts")
+                .values("ts", "claimed_g", "actual_g")[: 2 * WINDOW])
+    rows.reverse()
+    points = [[_local(r["ts"]), r["claimed_g"] - r["actual_g"], i] for i, r in enumerate(rows, start=1)]
+    ev = alert.evidence or {}
+    series = [_series(_("复秤差值（标称 − 复秤）"), "main", "scatter", points)]
+    if rows and ev.get("since") and ev.get("offset_g") is not None:
+        series.append(_series(_("估计的零点偏移"), "flag", "line", [[f"{ev['since']} 00:00:00", ev["offset_g"], 0],
+                                                                   [points[-1][0], ev["offset_g"], 0]]))
+    chart = {"title": _("公平秤复秤的差值（克）"), "y_name": _("差值（克）"), "x_type": "time", "series": series}
+    return Telemetry(chart=chart if rows else None, count=len(rows))
+
+
 def _chart_time(value: str) -> str:
     """"2026-11-14T06:00+08:00" or "2026-11-14" → wall-clock "2026-11-14 06:00:00" (noon for a day)."""
     return f"{value[:16].replace('T', ' ')}:00" if "T" in value else f"{value} 12:00:00"
@@ -627,6 +685,8 @@ def _telemetry_reader(detector: str) -> Callable[[Alert, set[int]], Telemetry] |
         return _scale_amount_telemetry
     if detector == "scale.recheck_shortfall":
         return _recheck_telemetry
+    if detector == "scale.zero_drift":
+        return _zero_drift_telemetry
     if detector in ("scale.software_checksum", "scale.unauthorized_event"):
         return _scale_event_telemetry
     return None

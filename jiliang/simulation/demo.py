@@ -254,11 +254,15 @@ def build_demo(*, scale: str, seed: int, fresh: bool, as_of: dt.date | None = No
 
 
 # Demo telemetry per scale: enough for every detector and the charger estimates, light enough that the
-# city still builds in well under 90 s (the benchmarks use full volumes).
+# city still builds in well under 90 s (the benchmarks use full volumes).  Hourly smart water meters: 1 % in
+# the city (10 % would add 24 readings a day for 5,000 meters, ~45 % more records).  The small city gets more
+# zero drift and leaks so that its week shows them; in the city's three days most stalls have fewer re-weighs
+# than the zero-drift detector needs (5), so only a few of its zero-drift scales are flagged.
 DEMO_TELEMETRY = {
-    "small": TelemetrySpec(days=7, scale_txns_per_day=20, charger_sessions_per_day=10),
-    "city": TelemetrySpec(days=3, scale_txns_per_day=4, charger_sessions_per_day=8),
-    "large": TelemetrySpec(days=3, scale_txns_per_day=4, charger_sessions_per_day=6),
+    "small": TelemetrySpec(days=7, scale_txns_per_day=20, charger_sessions_per_day=10, zero_drift_share=0.05,
+                           leak_share=0.2),
+    "city": TelemetrySpec(days=3, scale_txns_per_day=4, charger_sessions_per_day=8, hourly_meter_share=0.01),
+    "large": TelemetrySpec(days=3, scale_txns_per_day=4, charger_sessions_per_day=6, hourly_meter_share=0.01),
 }
 
 

@@ -7,11 +7,23 @@ and published charger studies; all rates are parameters):
   (some only part of the day), ``drift_share`` are merely out of tolerance (0.2–1 %); the market's fair
   scale (公平秤) re-weighs a few purchases per stall per day (``scale.recheck``: claimed = what the stall's
   scale showed, actual = the true weight); a few scales charge more than price × weight (amount padding).
+  ``zero_drift_share`` of the otherwise sound stall scales have a zero offset (零点漂移) of 15–60 g from a
+  given day, in transactions and re-weighs alike: shown = round((true + offset) / 5) · 5.  Three in four
+  offsets are positive (the scale shows more than the goods weigh: the buyer is short-changed), one in four
+  negative: a zero shifts either way physically (temperature, creep, debris under the platter, a bad
+  zeroing), but a vendor soon re-zeros a scale that short-changes him and leaves one that favours him.
 - **chargers**: sessions by a vehicle population with their own BMS bias (≈1.5 %) and per-session noise of
   2–3 %; each charger's true error ≈ N(0, 0.4 %), ``charger_out_share`` out of their class (±2.5–4 %); a few
   chargers whose register jumps backwards once.
 - **household meters**: one reading a day per meter with each household's consumption; ``stuck_share``
-  stop moving from a given day, ``reversed_share`` run backwards from a given day.
+  stop moving from a given day, ``reversed_share`` run backwards from a given day.  ``hourly_meter_share``
+  of the water meters are smart meters read every hour (at 01:00, 02:00, … 24:00) with a household's daily
+  profile (``HOURLY_PROFILE``: no use in most night hours, peaks in the morning and the evening; the day's
+  total as for a daily meter); ``leak_share`` of those (sound ones only) get a continuous leak of 2–20 L/h
+  from 00:00 of a given day.
+
+The new faults (zero drift, hourly meters, leaks) are drawn from random streams of their own, so a seed's
+other devices, their faults and their records are the same as before those were added.
 
 The ground truth (:class:`GroundTruth`) says which instrument has which fault from when.
 """
@@ -22,7 +34,7 @@ import datetime as dt
 import json
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 from jiliang.simulation.city import City
@@ -45,6 +57,9 @@ class TelemetrySpec:
     vehicles_per_charger: float = 3.0
     stuck_share: float = 0.003
     reversed_share: float = 0.002
+    zero_drift_share: float = 0.005
+    hourly_meter_share: float = 0.1
+    leak_share: float = 0.02
 
 
 @dataclass
@@ -56,12 +71,29 @@ class GroundTruth:
     backwards_chargers: set[str] = field(default_factory=set)
     stuck_meters: dict[str, int] = field(default_factory=dict)                   # device -> from day
     reversed_meters: dict[str, int] = field(default_factory=dict)
+    zero_drift_scales: dict[str, dict[str, float]] = field(default_factory=dict)  # device -> offset_g, from_day
+    hourly_meters: set[str] = field(default_factory=set)                        # water meters read hourly
+    leaking_meters: dict[str, int] = field(default_factory=dict)                # device -> from day (00:00)
+    leak_l_per_h: dict[str, float] = field(default_factory=dict)                # device -> leak rate
 
     def as_dict(self) -> dict[str, object]:
         return {"cheating_scales": self.cheating_scales, "drifting_scales": self.drifting_scales,
                 "padding_scales": sorted(self.padding_scales), "charger_error_pct": self.charger_error_pct,
                 "backwards_chargers": sorted(self.backwards_chargers), "stuck_meters": self.stuck_meters,
-                "reversed_meters": self.reversed_meters}
+                "reversed_meters": self.reversed_meters, "zero_drift_scales": self.zero_drift_scales,
+                "hourly_meters": sorted(self.hourly_meters), "leaking_meters": self.leaking_meters,
+                "leak_l_per_h": self.leak_l_per_h}
+
+
+# A household's day, hour by hour (use between h:00 and h+1:00): the chance of any use in that hour and
+# its expected share of the day's use (normalised below).  Night hours are mostly dry; the peaks are the
+# morning (washing, breakfast) and the evening (cooking, showers) — the usual shape of residential demand.
+HOURLY_PROFILE: tuple[tuple[float, float], ...] = (
+    (0.06, 0.005), (0.04, 0.003), (0.03, 0.002), (0.03, 0.002), (0.05, 0.003), (0.15, 0.01),
+    (0.55, 0.05), (0.80, 0.10), (0.70, 0.08), (0.50, 0.05), (0.45, 0.04), (0.55, 0.05),
+    (0.60, 0.05), (0.40, 0.03), (0.35, 0.03), (0.35, 0.03), (0.40, 0.035), (0.55, 0.05),
+    (0.75, 0.08), (0.80, 0.09), (0.75, 0.09), (0.65, 0.07), (0.45, 0.05), (0.20, 0.02),
+)
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
@@ -81,6 +113,9 @@ def _ts(day0: dt.datetime, seconds: float) -> str:
 class _Gen:
     def __init__(self, city: City, spec: TelemetrySpec, seed: int, start: dt.date) -> None:
         self.city, self.spec, self.rng = city, spec, random.Random(seed * 104729 + 3)
+        # the faults added later draw from streams of their own: the main stream stays as it was
+        self.zero_rng = random.Random(seed * 104729 + 5)
+        self.hourly_rng = random.Random(seed * 104729 + 7)
         self.start = dt.datetime.combine(start, dt.time(0), tzinfo=TZ)
         self.truth = GroundTruth()
         self.by_type: dict[str, list[dict[str, str]]] = {}
@@ -108,20 +143,31 @@ class _Gen:
                 self.truth.drifting_scales[dev] = round(rng.choice([-1, 1]) * rng.uniform(0.002, 0.01), 4)
             elif r < spec.cheat_share + spec.drift_share + spec.padding_share:
                 self.truth.padding_scales.add(dev)
+        zr = self.zero_rng
+        for inst in stalls:  # zero drift only on scales without another fault, decided on a stream of its own
+            dev = inst["device_id"]
+            if zr.random() < spec.zero_drift_share and not (dev in self.truth.cheating_scales or dev in
+                                                            self.truth.drifting_scales or
+                                                            dev in self.truth.padding_scales):
+                sign = 1 if zr.random() < 0.75 else -1
+                self.truth.zero_drift_scales[dev] = {"offset_g": round(sign * zr.uniform(15, 60), 1),
+                                                     "from_day": zr.randrange(0, max(1, spec.days // 2))}
         for inst in stalls:
             dev, place = inst["device_id"], inst["place_key"]
             cheat = self.truth.cheating_scales.get(dev)
             drift = self.truth.drifting_scales.get(dev, 0.0)
+            zero = self.truth.zero_drift_scales.get(dev)
             seq = 0
 
-            def weigh(day: int, t: float, drift: float = drift, cheat: dict[str, float] | None = cheat
-                      ) -> tuple[int, int]:
+            def weigh(day: int, t: float, drift: float = drift, cheat: dict[str, float] | None = cheat,
+                      zero: dict[str, float] | None = zero) -> tuple[int, int]:
                 """A purchase's true weight and what this stall's scale shows for it."""
                 true_g = int(rng.lognormvariate(6.5, 0.7))
                 factor = 1.0 + drift
                 if cheat and day >= cheat["from_day"] and not (cheat["part_of_day"] and t < 12 * 3600):
                     factor += cheat["inflation"]
-                return true_g, max(1, round(true_g * factor / 5) * 5)
+                offset = zero["offset_g"] if zero and day >= zero["from_day"] else 0.0
+                return true_g, max(1, round((true_g * factor + offset) / 5) * 5)
 
             for day in range(spec.days):
                 day0 = self.start + dt.timedelta(days=day)
@@ -194,6 +240,15 @@ class _Gen:
                 self.truth.stuck_meters[dev] = rng.randrange(1, max(2, spec.days - 3))
             elif r < spec.stuck_share + spec.reversed_share:
                 self.truth.reversed_meters[dev] = rng.randrange(1, max(2, spec.days - 2))
+        hr = self.hourly_rng
+        for inst in self.by_type.get("water_meter", []):  # smart meters and leaks: a stream of their own
+            dev = inst["device_id"]
+            if hr.random() < spec.hourly_meter_share:
+                self.truth.hourly_meters.add(dev)
+                sound = dev not in self.truth.stuck_meters and dev not in self.truth.reversed_meters
+                if hr.random() < spec.leak_share and sound:
+                    self.truth.leaking_meters[dev] = hr.randrange(0, max(1, spec.days // 2))
+                    self.truth.leak_l_per_h[dev] = round(hr.uniform(2, 20), 2)
         for inst in meters:
             dev = inst["device_id"]
             water = inst["instrument_type"] == "water_meter"
@@ -201,18 +256,46 @@ class _Gen:
             reg = rng.uniform(50, 900)
             stuck = self.truth.stuck_meters.get(dev)
             rev = self.truth.reversed_meters.get(dev)
+            hourly = dev in self.truth.hourly_meters
             for day in range(spec.days):
+                day_use = 0.0
                 for k in range(spec.meter_readings_per_day):
                     use = daily / spec.meter_readings_per_day * rng.uniform(0.6, 1.4)
                     if stuck is not None and day >= stuck:
                         use = 0.0
                     elif rev is not None and day >= rev:
                         use = -use
-                    reg = max(0.0, reg + use)
                     flags = ',"flags":["reverse"]' if rev is not None and day >= rev and rng.random() < 0.5 else ""
+                    if hourly:  # the same draws from the main stream, the readings made below
+                        day_use += use
+                        continue
+                    reg = max(0.0, reg + use)
                     t = (day * 86400) + (k + 1) * 86400 / (spec.meter_readings_per_day + 1)
                     yield (f'{{"kind":"meter.reading","device":"{dev}","ts":"{_ts(self.start, t)}",'
                            f'"seq":{day * spec.meter_readings_per_day + k + 1},"register":{reg:.3f}{flags}}}')
+                if hourly:
+                    reg = yield from self._hourly_day(dev, day, reg, day_use, rev is not None and day >= rev)
+
+    def _hourly_day(self, dev: str, day: int, reg: float, day_use: float, reversed_: bool
+                    ) -> Generator[str, None, float]:
+        """One day of an hourly smart water meter: the day's use spread over the hours it uses water
+        (``HOURLY_PROFILE``), plus the leak once it has started; returns the register at the day's end."""
+        hr = self.hourly_rng
+        weights = [0.0] * 24
+        for h, (p_use, share) in enumerate(HOURLY_PROFILE):
+            if hr.random() < p_use:
+                weights[h] = share / p_use * hr.lognormvariate(-0.125, 0.5)
+        total = sum(weights)
+        if total <= 0:
+            weights[19], total = 1.0, 1.0
+        leak = self.truth.leak_l_per_h.get(dev, 0.0) / 1000 if day >= self.truth.leaking_meters.get(dev, 10**9) \
+            else 0.0
+        for h in range(24):
+            reg = max(0.0, reg + day_use * weights[h] / total + leak)
+            flags = ',"flags":["reverse"]' if reversed_ and hr.random() < 0.5 else ""
+            yield (f'{{"kind":"meter.reading","device":"{dev}","ts":"{_ts(self.start, day * 86400 + (h + 1) * 3600)}",'
+                   f'"seq":{day * 24 + h + 1},"register":{reg:.3f}{flags}}}')
+        return reg
 
 
 def generate_telemetry(city: City, *, seed: int, spec: TelemetrySpec | None = None,

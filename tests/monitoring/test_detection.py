@@ -105,3 +105,28 @@ def test_api_alerts(world: World) -> None:
     r = c.patch(f"/api/v1/alerts/{aid}", {"status": "dismissed", "reason": "复秤确认为顾客误会"},
                 content_type="application/json")
     assert r.status_code == 200 and r.json()["status"] == "dismissed"
+
+
+def test_continuous_flow_is_followed_across_detection_runs(world: World) -> None:
+    """A meter read hourly whose register never stops (连续流量): the run started in the first batch is kept in
+    the detector's stored state and alarms once it has lasted 48 hours."""
+    ingest_lines([reading(h + 1, h, 100 + 0.004 * h) for h in range(30)], source="t")
+    run_detectors()
+    assert not Alert.objects.filter(detector="meter.continuous_flow").exists()
+    ingest_lines([reading(h + 1, h, 100 + 0.004 * h) for h in range(30, 60)], source="t")
+    run_detectors()
+    a = Alert.objects.get(detector="meter.continuous_flow")
+    assert a.device.device_id == "WM-N-1" and a.severity == "warning"
+    assert a.evidence["hours"] == 59.0 and a.evidence["readings"] == 60 and a.evidence["seqs"] == [1, 60]
+    assert a.evidence["min_rate_milli_per_h"] == 4.0
+
+
+def test_zero_drift_from_fair_scale_rechecks(world: World) -> None:
+    loads = [312, 648, 1207, 483, 2096, 911]
+    lines = [json.dumps({"kind": "scale.recheck", "place": "MKT-F", "device": "SC-F-1",
+                         "ts": f"2026-11-{k + 1:02d}T09:00:00+08:00", "claimed_g": round((g + 30) / 5) * 5,
+                         "actual_g": g}).encode() for k, g in enumerate(loads)]
+    assert ingest_lines(lines, source="t").accepted == len(loads)
+    run_detectors()
+    a = Alert.objects.get(detector="scale.zero_drift")
+    assert a.device.device_id == "SC-F-1" and a.severity == "critical" and 27 < a.evidence["offset_g"] < 33

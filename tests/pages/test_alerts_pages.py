@@ -398,3 +398,35 @@ def test_list_query_count_does_not_grow_with_the_alerts(client: Client, world: W
         assert len(client.get(LIST + "?page=2").context["rows"]) == 10
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert len(client.get(LIST + "?status=confirmed&severity=info&district=440304").context["rows"]) == 1 + 10
+
+
+def test_zero_drift_evidence_and_chart(client: Client, world: World) -> None:
+    pairs = [(345, 312), (680, 648), (1240, 1207), (515, 483), (2130, 2096)]
+    lines = [json.dumps({"kind": "scale.recheck", "place": "MKT-F", "device": "SC-F-1",
+                         "ts": f"2026-11-0{i + 1}T10:00:00+08:00", "claimed_g": c, "actual_g": a}).encode()
+             for i, (c, a) in enumerate(pairs)]
+    assert ingest_lines(lines, source="t").accepted == 5
+    run_detectors(keys=["scale.zero_drift"])
+    alert = Alert.objects.get(detector="scale.zero_drift")
+    login(client, world.users["futian_regulator"])
+    page = client.get(detail(alert))
+    facts = dict(page.context["evidence"].facts)
+    assert facts["零点偏移（克）"] == f"{alert.evidence['offset_g']:+.1f}" and facts["计入的复秤次数"] == "5"
+    assert facts["分析期间"] == "自 2026-11-01 起 5 天"
+    [table] = page.context["evidence"].tables
+    assert table.rows[0] == ["345", "312", "+33"]
+    chart = page.context["chart"]
+    assert [p[1] for p in chart["series"][0]["data"]] == [33, 32, 33, 32, 34]
+    assert chart["series"][1]["data"][0][:2] == ["2026-11-01 00:00:00", alert.evidence["offset_g"]]
+
+
+def test_continuous_flow_evidence(client: Client, world: World) -> None:
+    ingest_lines([reading(h + 1, h, 100 + 0.003 * h) for h in range(50)], source="t")
+    run_detectors(keys=["meter.continuous_flow"])
+    alert = Alert.objects.get(detector="meter.continuous_flow")
+    login(client, world.users["admin"])
+    page = client.get(detail(alert))
+    facts = dict(page.context["evidence"].facts)
+    assert facts["连续用量时长（小时）"] == "49.0" and facts["最小流量（升/小时）"] == "3.0"
+    assert facts["期间读数"] == "50" and facts["起止读数序号"] == "1 — 50" and facts["仍在持续"] == "是"
+    assert page.context["chart"] is not None

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 from jiliang.engine.detectors.base import Detector, DetectorParamsError, Finding
 from jiliang.engine.detectors.chargers import ChargerOcmfSignature, ChargerRegisterContinuity
-from jiliang.engine.detectors.meters import MeterImplausibleJump, MeterReverseFlow, MeterStuckRegister
+from jiliang.engine.detectors.meters import (
+    MeterContinuousFlow,
+    MeterImplausibleJump,
+    MeterReverseFlow,
+    MeterStuckRegister,
+)
 from jiliang.engine.detectors.scales import (
     ScaleAmountMismatch,
     ScaleRecheckShortfall,
     ScaleSoftwareChecksum,
     ScaleUnauthorizedEvent,
+    ScaleZeroDrift,
 )
 
 REGISTRY: dict[str, type[Detector]] = {d.key: d for d in (
-    ScaleAmountMismatch, ScaleRecheckShortfall, ScaleSoftwareChecksum, ScaleUnauthorizedEvent, MeterReverseFlow,
-    MeterStuckRegister,
-    MeterImplausibleJump, ChargerRegisterContinuity, ChargerOcmfSignature,
+    ScaleAmountMismatch, ScaleRecheckShortfall, ScaleZeroDrift, ScaleSoftwareChecksum, ScaleUnauthorizedEvent,
+    MeterReverseFlow, MeterStuckRegister, MeterImplausibleJump, MeterContinuousFlow, ChargerRegisterContinuity,
+    ChargerOcmfSignature,
 )}
 
 __all__ = ["REGISTRY", "Detector", "DetectorParamsError", "Finding"]
