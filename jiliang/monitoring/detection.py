@@ -9,6 +9,7 @@ transaction, so a crash never skips or double-counts a chunk.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from django.utils import timezone
 from jiliang.core.changelog import log_change
 from jiliang.core.errors import JiliangError, NotFound, PermissionDenied
 from jiliang.engine.detectors import REGISTRY, Detector, Finding
-from jiliang.engine.detectors.base import nearest_distance
+from jiliang.engine.detectors.base import groups, nearest_distance
 from jiliang.monitoring.models import (
     Alert,
     ChargerSession,
@@ -39,8 +40,8 @@ from jiliang.verification.models import Verification
 
 SOURCES: dict[str, tuple[Any, tuple[str, ...], str]] = {
     # kind: (model, columns, time column used for ordering)
-    "scale.txn": (ScaleTxn, ("id", "device_id", "ts", "seq", "net_g", "tare_g", "unit_price_fen_per_kg",
-                             "amount_fen"), "ts"),
+    # (tare_g is stored but no detector reads it: not fetched)
+    "scale.txn": (ScaleTxn, ("id", "device_id", "ts", "seq", "net_g", "unit_price_fen_per_kg", "amount_fen"), "ts"),
     "scale.event": (ScaleEvent, ("id", "device_id", "ts", "seq", "event", "sw_id", "sw_hash"), "ts"),
     "scale.recheck": (ScaleRecheck, ("id", "device_id", "ts", "claimed_g", "actual_g"), "ts"),
     "meter.reading": (MeterReading, ("id", "device_id", "ts", "seq", "register_milli", "flags"), "ts"),
@@ -73,9 +74,30 @@ def _epoch(values: list[Any]) -> npt.NDArray[np.float64]:
     return np.array([v.timestamp() for v in values], dtype=np.float64)
 
 
+def sort_order(device: npt.NDArray[np.int64], ts: npt.NDArray[np.float64]) -> npt.NDArray[np.intp] | None:
+    """The stable order of rows by device, then time (None when they are in that order already).  Device and
+    time (whole microseconds from the chunk's first) are packed into one 64-bit key when they fit -- one
+    stable sort instead of ``lexsort``'s two passes; otherwise ``lexsort``.  Ties keep their input order."""
+    if device.size < 2:
+        return None
+    d0 = int(device.min())
+    t0 = float(ts.min())
+    t_us = np.rint((ts - t0) * 1e6).astype(np.int64)
+    t_bits = max(1, int(t_us.max()).bit_length())
+    if (int(device.max()) - d0).bit_length() + t_bits <= 62:
+        key = ((device - d0) << t_bits) | t_us
+        if (key[1:] >= key[:-1]).all():
+            return None
+        return np.argsort(key, kind="stable")
+    dd = np.diff(device)
+    if ((dd > 0) | ((dd == 0) & (np.diff(ts) >= 0))).all():
+        return None
+    return np.lexsort((ts, device))
+
+
 def _sort(kind: str, out: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
-    order = np.lexsort((out["ts"], out["device"]))
-    return {k: v[order] for k, v in out.items()}
+    order = sort_order(out["device"], out["ts"])
+    return out if order is None else {k: v[order] for k, v in out.items()}
 
 
 def _columns(kind: str, rows: list[tuple[Any, ...]]) -> dict[str, npt.NDArray[Any]]:
@@ -128,8 +150,8 @@ def _pg_array(blob: bytes, count: int, dtype: str) -> npt.NDArray[Any]:
     return np.frombuffer(blob, offset=20, dtype=np.dtype([("l", ">i4"), ("v", dtype)]), count=count)["v"]
 
 
-def _read_chunk(kind: str, after: int, chunk: int) -> dict[str, npt.NDArray[Any]] | None:
-    """The next ``chunk`` rows of the kind's table with id > ``after``, as columns sorted by device and
+def _read_chunk(kind: str, after: int, upto: int) -> dict[str, npt.NDArray[Any]] | None:
+    """The rows of the kind's table with ``after`` < id ≤ ``upto``, as columns sorted by device and
     time (times in seconds since the epoch), or None when there are none.  No ORM objects: PostgreSQL sends
     each fixed-width column as one binary array (``_pg_array``); SQLite sends integer and time columns as one
     byte string per part (``_sqlite_fixed``), other columns as rows from a raw cursor."""
@@ -138,7 +160,7 @@ def _read_chunk(kind: str, after: int, chunk: int) -> dict[str, npt.NDArray[Any]
     model, cols, tcol = SOURCES[kind]
     table = model._meta.db_table
     names = ", ".join(f'"{c}"' for c in cols)
-    sql = f'SELECT {names} FROM "{table}" WHERE "id" > %s ORDER BY "id" LIMIT %s'  # noqa: S608
+    sql = f'SELECT {names} FROM "{table}" WHERE "id" > %s AND "id" <= %s ORDER BY "id"'  # noqa: S608
     by_column = {f.column: f for f in model._meta.concrete_fields}
     types = [str(by_column[c].db_type(connection)) for c in cols]
     out: dict[str, npt.NDArray[Any]] = {}
@@ -156,7 +178,7 @@ def _read_chunk(kind: str, after: int, chunk: int) -> dict[str, npt.NDArray[Any]
         with psycopg.Cursor(connection.connection) as raw:
             for oid in _PG_ARRAY_OIDS:
                 raw.adapters.register_loader(oid, _raw_array_loader())
-            raw.execute(f'SELECT count(*), {aggs} FROM ({sql}) AS chunk', [after, chunk], binary=True)  # noqa: S608
+            raw.execute(f'SELECT count(*), {aggs} FROM ({sql}) AS chunk', [after, upto], binary=True)  # noqa: S608
             count, *arrays = raw.fetchone() or (0,)
         if not count:
             return None
@@ -167,18 +189,18 @@ def _read_chunk(kind: str, after: int, chunk: int) -> dict[str, npt.NDArray[Any]
         return _sort(kind, _in_id_order(out))
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
-            cur.execute(sql, [after, chunk])
+            cur.execute(sql, [after, upto])
             rows = cur.fetchall()
         return _columns(kind, rows) if rows else None
     if all(t in _PG_FIXED or t == "datetime" for t in types):
-        return _sqlite_fixed(kind, table, cols, types, after, chunk)
+        return _sqlite_fixed(kind, table, cols, types, after, upto)
     # SQLite, rows with text: times (naive UTC text) become whole microseconds in SQL
     exprs = [f'CAST(strftime(\'%%s\', "{c}") AS INTEGER) * 1000000 + CASE WHEN length("{c}") > 19 THEN '
              f'CAST(substr("{c}" || \'000000\', 21, 6) AS INTEGER) ELSE 0 END' if t == "datetime" else f'"{c}"'
              for c, t in zip(cols, types, strict=True)]
     with connection.cursor() as cur:
-        cur.execute(f'SELECT {", ".join(exprs)} FROM "{table}" WHERE "id" > %s ORDER BY "id" LIMIT %s',  # noqa: S608
-                    [after, chunk])
+        cur.execute(f'SELECT {", ".join(exprs)} FROM "{table}" WHERE "id" > %s AND "id" <= %s '  # noqa: S608
+                    'ORDER BY "id"', [after, upto])
         rows = cur.fetchall()
     if not rows:
         return None
@@ -198,7 +220,7 @@ _HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=n
 _DIGITS = {"y": (0, 4), "mo": (5, 2), "d": (8, 2), "h": (11, 2), "mi": (14, 2), "s": (17, 2), "us": (20, 6)}
 
 
-def _sqlite_fixed(kind: str, table: str, cols: tuple[str, ...], types: list[str], after: int, chunk: int
+def _sqlite_fixed(kind: str, table: str, cols: tuple[str, ...], types: list[str], after: int, upto: int
                   ) -> dict[str, npt.NDArray[Any]] | None:
     """SQLite, integer and time columns only: each part of the chunk comes back as ONE byte string -- every
     integer as 16 hexadecimal digits (two's complement), every time as its 26-character text -- decoded
@@ -215,11 +237,12 @@ def _sqlite_fixed(kind: str, table: str, cols: tuple[str, ...], types: list[str]
     parts: list[bytes] = []
     total, last = 0, after
     with connection.cursor() as cur:
-        while total < chunk:
-            part = min(SQLITE_PART, chunk - total)
+        while True:
+            part = SQLITE_PART
             cur.execute(f"SELECT CAST(group_concat(r, '') AS BLOB), count(*), max(id) FROM (SELECT printf('{fmt}', "  # noqa: S608
                         f"{args}) AS r, "
-                        f'"id" FROM "{table}" WHERE "id" > %s ORDER BY "id" LIMIT %s)', [last, part])
+                        f'"id" FROM "{table}" WHERE "id" > %s AND "id" <= %s ORDER BY "id" LIMIT %s)',
+                        [last, upto, part])
             text, n, top = cur.fetchone()
             if not n:
                 break
@@ -254,6 +277,58 @@ def _sqlite_fixed(kind: str, table: str, cols: tuple[str, ...], types: list[str]
     return _sort(kind, _in_id_order(out))
 
 
+def _adbc_connect() -> Any | None:
+    """An Arrow database connection (ADBC, Apache Arrow's PostgreSQL driver) to Django's PostgreSQL
+    database, or None when the database is not PostgreSQL.  ADBC reads a query's rows with a binary COPY
+    parsed in C++ straight into Arrow columns (ADR 0011): ~40 % less time than the server-built arrays of
+    ``_read_chunk``, and it leaves Python's interpreter free while it reads."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    import adbc_driver_postgresql.dbapi as adbc
+    from psycopg.conninfo import make_conninfo
+
+    sd = connection.settings_dict
+    params = {"dbname": sd["NAME"], "user": sd.get("USER") or None, "password": sd.get("PASSWORD") or None,
+              "host": sd.get("HOST") or None, "port": str(sd["PORT"]) if sd.get("PORT") else None}
+    params.update({k: str(v) for k, v in (sd.get("OPTIONS") or {}).items() if isinstance(v, str | int)})
+    conn = adbc.connect(make_conninfo(**{k: v for k, v in params.items() if v is not None}), autocommit=True)
+    with conn.cursor() as cur:  # JIT compiling a plain scan costs ~0.3 s a chunk and saves nothing
+        cur.execute("SET jit = off")
+    return conn
+
+
+def _read_chunk_adbc(conn: Any, kind: str, after: int, upto: int) -> dict[str, npt.NDArray[Any]] | None:
+    """``_read_chunk`` through an ADBC connection (committed rows only: a connection of its own), unsorted:
+    the rows in id order."""
+    import polars as pl
+
+    model, cols, tcol = SOURCES[kind]
+    names = ", ".join(f'"{c}"' for c in cols)
+    # no ORDER BY: for a range the planner would sort (~0.6 s per 2M rows); rows come in storage order,
+    # which is id order unless pruning freed space, and ``_in_id_order`` restores it when it is not
+    sql = (f'SELECT {names} FROM "{model._meta.db_table}" WHERE "id" > {int(after)} '  # noqa: S608
+           f'AND "id" <= {int(upto)}')
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        table = pl.from_arrow(cur.fetch_arrow())
+    df = table.to_frame().unnest(table.name) if isinstance(table, pl.Series) else table
+    if not df.height:
+        return None
+    out: dict[str, npt.NDArray[Any]] = {}
+    for c in cols:
+        name = "device" if c == "device_id" else ("ts" if c == tcol else c)
+        col = df[c]
+        if col.dtype == pl.Datetime:
+            out[name] = col.dt.epoch("us").to_numpy() / 1e6
+        elif col.dtype == pl.String:
+            out[name] = col.to_numpy().astype(object)
+        else:
+            out[name] = col.to_numpy().astype(np.int64, copy=False)
+    return out
+
+
 def _in_id_order(out: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
     """The columns in id order, as the rows are read (ties in the (device, time) sort keep that order)."""
     if out["id"].size > 1 and not (np.diff(out["id"]) > 0).all():
@@ -280,15 +355,17 @@ def _capacity_of(itype: str, params: dict[str, Any] | None) -> float:
     return DEFAULT_CAPACITY_MILLI_PER_H.get(itype, 13800.0)
 
 
-def load_extras(devices: npt.NDArray[np.int64] | None = None) -> dict[str, dict[int, Any]]:
+def load_extras(devices: npt.NDArray[np.int64] | None = None) -> dict[str, Any]:
     """Place, meter capacity, filed software checksum and public key of the registry's instruments that
     can send telemetry, loaded once and kept until an instrument changes (the registry's latest
     ``updated_at`` and row count are the cache key)."""
     from django.db.models import Count, Max
 
+    cached = _REGISTRY_CACHE.get("data")
+    if cached is not None and _REGISTRY_CACHE.get("pinned"):  # checked once per detector run
+        return dict(cached)
     stamp = Instrument.objects.aggregate(m=Max("updated_at"), n=Count("id"))
     key = (stamp["m"], stamp["n"], Instrument._meta.db_table)
-    cached = _REGISTRY_CACHE.get("data")
     if cached is None or _REGISTRY_CACHE.get("key") != key:
         from jiliang.engine.telemetry import DEVICE_TYPES
 
@@ -311,9 +388,26 @@ def load_extras(devices: npt.NDArray[np.int64] | None = None) -> dict[str, dict[
                 capacity[pk] = _capacity_of(itype, orjson.loads(params) if isinstance(params, str | bytes) else params)
             else:
                 capacity[pk] = _capacity_of(itype, None)
-        cached = {"place": place, "capacity": capacity, "sw_hash": sw_hash, "public_key": public_key}
+        ids = np.array(sorted(place), dtype=np.int64)
+        cached = {"place": place, "capacity": capacity, "sw_hash": sw_hash, "public_key": public_key,
+                  # the same as sorted arrays, for per-row look-ups with np.searchsorted
+                  "ids": ids, "place_of": np.array([place[i] or -i for i in ids.tolist()], dtype=np.int64),
+                  "capacity_of": np.array([capacity[i] for i in ids.tolist()], dtype=np.float64)}
         _REGISTRY_CACHE.update(data=cached, key=key)
     return dict(cached)
+
+
+def _per_row(batch: dict[str, npt.NDArray[Any]], values: npt.NDArray[Any], missing: npt.NDArray[Any]
+             ) -> npt.NDArray[Any]:
+    """Each row's entry of a registry array aligned with ``load_extras()["ids"]`` (``missing[k]`` for the
+    batch's k-th device when it is not there), looked up once per device of the (device-sorted) batch."""
+    ids = load_extras()["ids"]
+    devices, starts, ends = groups(np.asarray(batch["device"], dtype=np.int64))
+    per = missing
+    if ids.size:
+        pos = np.minimum(np.searchsorted(ids, devices), ids.size - 1)
+        per = np.where(ids[pos] == devices, values[pos], missing)
+    return np.repeat(per, ends - starts)
 
 
 def _lookup(batch: dict[str, npt.NDArray[Any]], table: dict[int, Any]) -> list[Any]:
@@ -343,17 +437,14 @@ def _verification_distance(batch: dict[str, npt.NDArray[Any]]) -> None:
 
 
 def _place(batch: dict[str, npt.NDArray[Any]]) -> None:
-    devices, inverse = np.unique(batch["device"], return_inverse=True)
-    places = load_extras(batch["device"])["place"]
-    per = np.array([places.get(d) or -d for d in devices.tolist()], dtype=np.int64)
-    batch["place"] = per[inverse]
+    """Each row's place (a device without one is its own place, ``-device``)."""
+    devices = groups(np.asarray(batch["device"], dtype=np.int64))[0]
+    batch["place"] = _per_row(batch, load_extras()["place_of"], -devices)
 
 
 def _capacity(batch: dict[str, npt.NDArray[Any]]) -> None:
-    devices, inverse = np.unique(batch["device"], return_inverse=True)
-    caps = load_extras(batch["device"])["capacity"]
-    per = np.array([caps.get(d, 13800.0) for d in devices.tolist()], dtype=np.float64)
-    batch["max_rate_milli_per_h"] = per[inverse]
+    devices = groups(np.asarray(batch["device"], dtype=np.int64))[0]
+    batch["max_rate_milli_per_h"] = _per_row(batch, load_extras()["capacity_of"], np.full(devices.size, 13800.0))
 
 
 def _public_key(batch: dict[str, npt.NDArray[Any]]) -> None:
@@ -371,27 +462,71 @@ EXTRAS: dict[str, Callable[[dict[str, npt.NDArray[Any]]], None]] = {
 
 
 def _upsert_alerts(key: str, findings: list[Finding], report: DetectorReport) -> None:
+    """Open an alert per finding's device, or update the device's open alert of this detector.  Written
+    with two parameterised statements run over all rows (``executemany``: one pipeline on PostgreSQL), the
+    evidence encoded with orjson -- a detector can report thousands of devices in one chunk, and building
+    ORM objects and CASE expressions for them took longer than the detection itself."""
     if not findings:
         return
-    now = timezone.now()
-    devices = {f.device for f in findings}
-    open_alerts = {a.device_id: a for a in Alert.objects.filter(detector=key, status__in=Alert.OPEN,
-                                                                device_id__in=devices)}
-    info = {pk: (owner, region) for pk, owner, region in
-            Instrument.objects.filter(pk__in=devices).values_list("id", "owner_id", "region_id")}
-    for f in findings:
-        a = open_alerts.get(f.device)
-        if a is None:
-            owner, region = info[f.device]
-            Alert.objects.create(detector=key, device_id=f.device, owner_id=owner, region_id=region,
-                                 severity=f.severity, opened_at=now, updated_at=now, evidence=f.evidence)
-            report.opened += 1
+    from django.db import connection
+
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    last = {f.device: f for f in findings}  # a detector reports a device once; the last finding wins
+    devices = sorted(last)
+    open_alerts: dict[int, tuple[int, str]] = {}
+    info: dict[int, tuple[int, str]] = {}  # device -> (owner, region code)
+    for part in range(0, len(devices), 10_000):
+        some = devices[part:part + 10_000]
+        open_alerts.update((d, (pk, sev)) for pk, d, sev in Alert.objects.filter(
+            detector=key, status__in=Alert.OPEN, device_id__in=some).values_list("id", "device_id", "severity"))
+        info.update((pk, (owner, region)) for pk, owner, region in
+                    Instrument.objects.filter(pk__in=some).values_list("id", "owner_id", "region_id"))
+    new: list[tuple[Any, ...]] = []
+    changed: list[tuple[Any, ...]] = []
+    for d in devices:
+        f = last[d]
+        evidence = _json(f.evidence)
+        if d not in open_alerts:
+            owner, region = info[d]
+            new.append((key, d, owner, region, f.severity, Alert.Status.NEW.value, now, now, 1, evidence, "", ""))
         else:
-            if SEVERITY_RANK[f.severity] > SEVERITY_RANK[a.severity]:
-                a.severity = f.severity
-            a.evidence, a.updated_at, a.occurrences = f.evidence, now, a.occurrences + 1
-            a.save(update_fields=["severity", "evidence", "updated_at", "occurrences"])
-            report.updated += 1
+            pk, severity = open_alerts[d]
+            if SEVERITY_RANK[f.severity] > SEVERITY_RANK[severity]:
+                severity = f.severity
+            changed.append((severity, evidence, now, pk))
+    table = Alert._meta.db_table
+    pg = connection.vendor == "postgresql"
+    cast = "::jsonb" if pg else ""
+    with connection.cursor() as cur:
+        for rows in _parts(new, 500):
+            values = ", ".join([f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s{cast}, %s, %s)"] * len(rows))
+            cur.execute(f'INSERT INTO "{table}" ("detector", "device_id", "owner_id", "region_id", "severity", '  # noqa: S608
+                        '"status", "opened_at", "updated_at", "occurrences", "evidence", "decision_reason", '
+                        f'"decided_by") VALUES {values}', [v for row in rows for v in row])
+        for rows in _parts(changed, 500):
+            # one UPDATE … FROM (VALUES …) per 500 alerts (PostgreSQL, and SQLite since 3.33)
+            typed = ("(%s, %s::jsonb, %s::timestamptz, %s::bigint)" if pg else "(%s, %s, %s, %s)")
+            values = ", ".join([typed] * len(rows))
+            cur.execute(f'WITH v("severity", "evidence", "updated_at", "id") AS (VALUES {values}) '  # noqa: S608
+                        f'UPDATE "{table}" SET "severity" = v."severity", "evidence" = v."evidence", '
+                        f'"updated_at" = v."updated_at", "occurrences" = "{table}"."occurrences" + 1 '
+                        f'FROM v WHERE "{table}"."id" = v."id"', [v for row in rows for v in row])
+    report.opened += len(new)
+    report.updated += len(changed)
+
+
+def _parts(rows: list[Any], size: int) -> list[list[Any]]:
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+def _json(value: Any) -> str:
+    """JSON text of a finding's evidence or a detector's state, with orjson (NumPy numbers included; a
+    non-finite number becomes null -- JSON has no NaN, and PostgreSQL's jsonb refuses it); the standard
+    encoder for a type orjson does not know."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:
+        return json.dumps(value, default=str)
 
 
 def _load_state(cursor: DetectorCursor) -> dict[str, Any]:
@@ -414,10 +549,8 @@ def _load_state(cursor: DetectorCursor) -> dict[str, Any]:
 
 
 def _save_cursor(cursor: DetectorCursor, state: dict[str, Any] | None) -> None:
-    """Store a cursor's position and, when the detector ran, its new state.  The state (tens of thousands
-    of devices) is encoded with orjson, ~10 times faster than the standard encoder and equal once decoded;
-    a state holding a non-finite number (orjson would write ``null``) or a type orjson refuses keeps the
-    standard encoding."""
+    """Store a cursor's position and, when the detector ran, its new state (tens of thousands of devices,
+    encoded by ``_json``: orjson, ~10 times faster than the standard encoder and equal once decoded)."""
     from django.db import connection
 
     table = DetectorCursor._meta.db_table
@@ -427,11 +560,7 @@ def _save_cursor(cursor: DetectorCursor, state: dict[str, Any] | None) -> None:
             cur.execute(f'UPDATE "{table}" SET "last_id" = %s, "updated_at" = %s WHERE "id" = %s',  # noqa: S608
                         [cursor.last_id, now, cursor.pk])
             return
-        try:
-            text = orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)
-        except TypeError:  # a value orjson does not know (the standard encoder takes any float subclass)
-            text = b"null"
-        encoded = text.decode() if b"null" not in text else json.dumps(state)
+        encoded = _json(state)
         cast = "::jsonb" if connection.vendor == "postgresql" else ""
         cur.execute(f'UPDATE "{table}" SET "last_id" = %s, "state" = %s{cast}, "updated_at" = %s '  # noqa: S608
                     'WHERE "id" = %s', [cursor.last_id, encoded, now, cursor.pk])
@@ -447,10 +576,111 @@ def enabled_detectors() -> list[Detector]:
     return out
 
 
+def _id_bounds(kind: str, after: int) -> tuple[int, int]:
+    """The smallest id above ``after`` and the largest id of the kind's table (0, 0 when there is none)."""
+    from django.db import connection
+
+    table = SOURCES[kind][0]._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(f'SELECT (SELECT min("id") FROM "{table}" WHERE "id" > %s), (SELECT max("id") FROM "{table}")',  # noqa: S608
+                    [after])
+        lo, hi = cur.fetchone()
+    return (int(lo), int(hi)) if lo is not None else (0, 0)
+
+
+READERS = 2  # background connections reading parts of the next chunk side by side
+
+
+class _Prefetch:
+    """Reads the next chunk in the background while the detectors run on the current one: the database
+    builds and sends chunk k+1 (on PostgreSQL over ``READERS`` ADBC connections, each a part of the id
+    range) while NumPy works on chunk k.  A chunk is the id range (low, top]; a prefetched one is used only
+    if it is exactly the range the locked cursors ask for, otherwise it is dropped and read again.  Off
+    when the caller holds a transaction (another connection cannot see its uncommitted rows) and for an
+    in-memory SQLite database: then every chunk is read on the caller's connection."""
+
+    def __init__(self, chunk: int) -> None:
+        from django.db import connection
+
+        self.chunk = chunk
+        in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()  # type: ignore[attr-defined]
+        self.enabled = not connection.in_atomic_block and not in_memory
+        self.parts = READERS if connection.vendor == "postgresql" else 1
+        self.pending: tuple[str, int, int, list[Any]] | None = None
+        self.pool: Any = None
+        self.local: Any = None
+        self.arrows: list[Any] = []
+
+    def _read_part(self, kind: str, after: int, upto: int) -> dict[str, npt.NDArray[Any]] | None:
+        """One part of a chunk, on this thread's own connection (ADBC on PostgreSQL)."""
+        conn = getattr(self.local, "arrow", None)
+        if conn is None:
+            conn = _adbc_connect() or False
+            self.local.arrow = conn
+            if conn:
+                self.arrows.append(conn)
+        return _read_chunk_adbc(conn, kind, after, upto) if conn else _read_chunk(kind, after, upto)
+
+    def request(self, kind: str, low: int, top: int) -> None:
+        """Start reading the rows of ``kind`` with ``low`` < id ≤ ``top``."""
+        if not self.enabled or top <= low:
+            return
+        if self.pool is None:
+            import threading
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(self.parts, thread_name_prefix="jiliang-detect-read")
+            self.local = threading.local()
+        cuts = np.linspace(low, top, self.parts + 1).round().astype(np.int64).tolist()
+        futures = [self.pool.submit(self._read_part, kind, a, b) for a, b in itertools.pairwise(cuts)
+                   if b > a]
+        self.pending = (kind, low, top, futures)
+
+    def take(self, kind: str, low: int, top: int) -> dict[str, npt.NDArray[Any]] | None:
+        """The rows of ``kind`` with ``low`` < id ≤ ``top``, sorted by device and time: the prefetched ones
+        when they are that range, else read now (in the background too when it is on)."""
+        pending = self.pending
+        if pending is not None and pending[:3] != (kind, low, top):
+            for f in pending[3]:
+                f.result()  # a stale read: wait for it, never leave it running beside the next
+            pending = None
+        if pending is None and self.enabled:
+            self.request(kind, low, top)
+            pending = self.pending
+        self.pending = None
+        if pending is None:
+            return _read_chunk(kind, low, top)
+        parts = [p for p in (f.result() for f in pending[3]) if p is not None]
+        if not parts:
+            return None
+        out = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return _sort(kind, _in_id_order(out))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            if self.pending is not None:
+                for f in self.pending[3]:
+                    f.result()
+                self.pending = None
+            from django.db import connections
+
+            def close() -> None:
+                connections.close_all()  # this thread's own Django connection
+
+            for f in [self.pool.submit(close) for _ in range(self.parts)]:
+                f.result()
+            for conn in self.arrows:
+                conn.close()
+            self.pool.shutdown(wait=True)
+            self.pool = None
+
+
 def run_detectors(*, keys: list[str] | None = None, chunk: int = CHUNK) -> RunReport:
     """Run the enabled detectors over the records past their cursors.  Detectors reading the same kind
-    share each chunk (read once from the lowest cursor; each detector sees only the rows past its own),
-    and their alerts, cursors and states are committed together, chunk by chunk."""
+    share each chunk -- ``chunk`` consecutive ids, read once from the lowest cursor; each detector sees only
+    the rows past its own -- and their alerts, cursors and states are committed together, chunk by chunk;
+    the next chunk is read in the background meanwhile (:class:`_Prefetch`).  Records stored while the
+    run goes on are left to the next run."""
     report = RunReport()
     by_kind: dict[str, list[Detector]] = {}
     reports: dict[str, DetectorReport] = {}
@@ -458,41 +688,58 @@ def run_detectors(*, keys: list[str] | None = None, chunk: int = CHUNK) -> RunRe
         if not keys or det.key in keys:
             by_kind.setdefault(det.kind, []).append(det)
             reports[det.key] = DetectorReport(det.key)
-    for kind, dets in by_kind.items():
-        while True:
-            with transaction.atomic():
-                cursors = {}
-                for det in dets:
-                    cursors[det.key], _ = DetectorCursor.objects.select_for_update().defer("state").get_or_create(
-                        key=det.key)
-                low = min(c.last_id for c in cursors.values())
-                batch = _read_chunk(kind, low, chunk)
-                if batch is None:
-                    break
-                top = int(batch["id"].max())
-                for det in dets:
-                    cursor, rep = cursors[det.key], reports[det.key]
-                    mine = batch
-                    if cursor.last_id > low:
-                        keep = batch["id"] > cursor.last_id
-                        mine = {k: v[keep] for k, v in batch.items()}
-                    if mine["id"].size:
-                        mine = dict(mine)
-                        if det.key in EXTRAS:
-                            EXTRAS[det.key](mine)
-                        findings, state = det.run(mine, _load_state(cursor))
-                        _upsert_alerts(det.key, findings, rep)
-                        rep.rows += int(mine["id"].size)
-                        rep.findings += len(findings)
-                    else:
-                        state = None
-                    cursor.last_id = max(cursor.last_id, top)
-                    _save_cursor(cursor, state)
-                rows = int(batch["id"].size)
-            if rows < chunk:
-                break
+    prefetch = _Prefetch(chunk)
+    load_extras()
+    _REGISTRY_CACHE["pinned"] = True
+    try:
+        for kind, dets in by_kind.items():
+            _run_kind(kind, dets, chunk, reports, prefetch)
+    finally:
+        _REGISTRY_CACHE["pinned"] = False
+        prefetch.close()
     report.detectors = list(reports.values())
     return report
+
+
+def _run_kind(kind: str, dets: list[Detector], chunk: int, reports: dict[str, DetectorReport], prefetch: _Prefetch
+              ) -> None:
+    """The detectors of one kind, chunk by chunk up to the table's largest id when the run starts; each
+    chunk's alerts, cursors and states in one transaction."""
+    end: int | None = None
+    while True:
+        with transaction.atomic():
+            cursors = {}
+            for det in dets:
+                cursors[det.key], _ = DetectorCursor.objects.select_for_update().defer("state").get_or_create(
+                    key=det.key)
+            low = min(c.last_id for c in cursors.values())
+            first, largest = _id_bounds(kind, low)
+            end = largest if end is None else end
+            if not first or first > end:
+                break
+            low = max(low, first - 1)  # skip a gap in the ids (pruned or never committed)
+            top = min(low + chunk, end)
+            batch = prefetch.take(kind, low, top)
+            if top < end:
+                prefetch.request(kind, top, min(top + chunk, end))
+            for det in dets:
+                cursor, rep = cursors[det.key], reports[det.key]
+                mine = batch
+                if batch is not None and cursor.last_id > low:
+                    keep = batch["id"] > cursor.last_id
+                    mine = {k: v[keep] for k, v in batch.items()}
+                if mine is not None and mine["id"].size:
+                    mine = dict(mine)
+                    if det.key in EXTRAS:
+                        EXTRAS[det.key](mine)
+                    findings, state = det.run(mine, _load_state(cursor))
+                    _upsert_alerts(det.key, findings, rep)
+                    rep.rows += int(mine["id"].size)
+                    rep.findings += len(findings)
+                else:
+                    state = None
+                cursor.last_id = max(cursor.last_id, top)
+                _save_cursor(cursor, state)
 
 
 TRANSITIONS = {"new": {"triaged", "confirmed", "dismissed"}, "triaged": {"confirmed", "dismissed"},
