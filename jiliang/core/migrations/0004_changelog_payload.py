@@ -8,13 +8,9 @@ from django.db import migrations, models
 def lz4_payload(apps: Any, schema_editor: Any) -> None:
     """PostgreSQL 14+: compress large bulk-import payloads with lz4 (several times faster than the default
     pglz; the text itself is unchanged).  Skipped where lz4 is not available."""
-    conn = schema_editor.connection
-    if conn.vendor != "postgresql" or conn.pg_version < 140000:
-        return
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)")
-        if cur.fetchone():
-            cur.execute('ALTER TABLE "core_changelog" ALTER COLUMN "payload" SET COMPRESSION lz4')
+    from jiliang.core.bulk import compress_with_lz4
+
+    compress_with_lz4(schema_editor.connection, "core_changelog", "payload")
 
 
 class Migration(migrations.Migration):

@@ -10,13 +10,9 @@ from django.db import migrations
 
 
 def lz4_state(apps: Any, schema_editor: Any) -> None:
-    conn = schema_editor.connection
-    if conn.vendor != "postgresql" or conn.pg_version < 140000:
-        return
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)")
-        if cur.fetchone():
-            cur.execute('ALTER TABLE "monitoring_detectorcursor" ALTER COLUMN "state" SET COMPRESSION lz4')
+    from jiliang.core.bulk import compress_with_lz4
+
+    compress_with_lz4(schema_editor.connection, "monitoring_detectorcursor", "state")
 
 
 class Migration(migrations.Migration):
