@@ -146,6 +146,13 @@ def test_docstring_examples(module: object) -> None:
     assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
 
 
+def test_every_registered_detector_has_a_runnable_example() -> None:
+    from jiliang.engine.detectors import REGISTRY
+
+    missing = [key for key, cls in REGISTRY.items() if ">>> " not in (cls.__doc__ or "")]
+    assert missing == []
+
+
 def _stuck_reference(det: MeterStuckRegister, b: dict[str, np.ndarray], state: dict[str, object]) -> list[object]:
     """The stuck-register rule (表计停走) as a per-device, per-reading Python loop: the vectorised detector
     must find exactly the same."""

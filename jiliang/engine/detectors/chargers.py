@@ -63,7 +63,14 @@ class ChargerRegisterContinuity(Detector):
 class ChargerOcmfSignature(Detector):
     """A session's OCMF signed meter values do not verify against the charger's registered public key
     (签名数据校验失败), or the charger has no key registered.  Columns: ``device``, ``seq``, ``ocmf``,
-    ``public_key`` (the registry's ``public_key_hex``; '' when none).  Sessions without OCMF are skipped."""
+    ``public_key`` (the registry's ``public_key_hex``; '' when none).  Sessions without OCMF are skipped.
+
+    >>> import numpy as np
+    >>> b = {"device": np.array([1, 2]), "seq": np.array([7, 8]),
+    ...      "ocmf": np.array(["OCMF|{}|{}", ""], dtype=object), "public_key": np.array(["", ""], dtype=object)}
+    >>> [(f.device, f.evidence["failures"][0]["reason"]) for f in ChargerOcmfSignature().run(b, {})[0]]
+    [(1, 'no public key is registered for this charger')]
+    """
 
     key = "charger.ocmf_signature"
     kind = "charger.session"

@@ -155,7 +155,15 @@ class MeterStuckRegister(Detector):
 
 class MeterImplausibleJump(Detector):
     """Consumption between two readings faster than the meter can pass (读数异常跳变).  Column
-    ``max_rate_milli_per_h`` gives each row's meter capacity (e.g. Q4 for a water meter)."""
+    ``max_rate_milli_per_h`` gives each row's meter capacity (e.g. Q4 for a water meter).
+
+    >>> import numpy as np
+    >>> b = {"device": np.array([1, 1, 2, 2]), "seq": np.array([1, 2, 1, 2]), "ts": np.array([0, 3600, 0, 3600]),
+    ...      "register_milli": np.array([1000, 9000, 5000, 5100]), "flags": np.zeros(4),
+    ...      "max_rate_milli_per_h": np.array([3125.0] * 4)}
+    >>> [(f.device, f.evidence["largest_rate_milli_per_h"]) for f in MeterImplausibleJump().run(b, {})[0]]
+    [(1, 8000.0)]
+    """
 
     key = "meter.implausible_jump"
     kind = "meter.reading"
