@@ -13,10 +13,14 @@ deliveries, thermal expansion) with **half the tanks leaking 0.38 L/h** (0.1 US 
   to the first run where it is the top suspect; suspects per alarm; false drift alarms — nozzles flagged
   on a run while their tank had no drift yet;
 - **accuracy**: each non-drifting nozzle's error from the whole-window fit against its true error;
-- **speed**: the fleet estimator against a naive per-period Python loop that builds the same model as a
-  dense design (one dummy column per segment) and solves it with ``numpy.linalg.lstsq`` — same numbers.
+- **speed**: the fleet estimator against a naive per-period Python loop that builds the same base model
+  (temperature smoothed reading by reading with ``numpy.polyfit``, a dense design with one dummy column per
+  segment) and solves it with ``numpy.linalg.lstsq`` — same numbers.
 
-    .venv/bin/python bench/fuel_accuracy.py --seeds 10
+    .venv/bin/python bench/fuel_accuracy.py --seeds 10                    # seeds 1–10 (the reference set)
+    .venv/bin/python bench/fuel_accuracy.py --seeds 10 --first-seed 11    # seeds 11–20 (confirmation)
+
+The drift threshold and the noise model's settings were chosen on seeds 1–10; seeds 11–20 confirm them.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from jiliang.engine.estimators.dispensers import (
     LAGS,
     SETTLE_H,
     T_REF_C,
+    TEMP_SMOOTH_H,
     TankEstimate,
     estimate_fleet,
 )
@@ -81,8 +86,8 @@ def naive_fit(data: FuelData) -> dict[int, tuple[float, dict[int, float]]]:
         sales[nozzle_tank[n]].append((s / 3600, n, ml / 1000))
     out = {}
     for tank in sorted(readings):
-        rows = sorted(readings[tank])
         dels = sorted(deliveries[tank])
+        rows = naive_smooth(sorted(readings[tank]), dels)
         kept = []
         for t, g, temp in rows:
             i = bisect.bisect_right(dels, t)
@@ -128,6 +133,21 @@ def naive_fit(data: FuelData) -> dict[int, tuple[float, dict[int, float]]]:
             var_eff = max(resid_var, naive_long_run_variance(resid))
         g_n = coef[len(segs):len(segs) + len(nozzles)]
         out[tank] = (float(coef[-2]), {n: float(g / (1 - g) * 100) for n, g in zip(nozzles, g_n, strict=True)})
+    return out
+
+
+def naive_smooth(rows: list[tuple[float, float, float]], dels: list[float]) -> list[tuple[float, float, float]]:
+    """The estimator's temperature smoothing, reading by reading: a quadratic (``numpy.polyfit``) through the
+    readings of the same segment within ± TEMP_SMOOTH_H hours, its value at the reading."""
+    seg = [bisect.bisect_right(dels, t) for t, _g, _temp in rows]
+    times = [t for t, _g, _temp in rows]
+    out = []
+    for i, (t, g, temp) in enumerate(rows):
+        lo, hi = bisect.bisect_left(times, t - TEMP_SMOOTH_H), bisect.bisect_right(times, t + TEMP_SMOOTH_H)
+        near = [(rows[j][0] - t, rows[j][2]) for j in range(lo, hi) if seg[j] == seg[i]]
+        if len(near) >= 5:
+            temp = float(np.polyfit([d for d, _ in near], [v for _, v in near], 2)[-1])
+        out.append((t, g, temp))
     return out
 
 
@@ -290,7 +310,9 @@ def main() -> None:
             got = [f for f in firsts if f is not None]
             never = sum(1 for f in firsts if f is None)
             within = sum(1 for f in got if f <= 7)
-            print(f"  {label:26s} within 7 days: {wilson(within, len(drifting))}; delay median "
+            early = " / ".join(str(sum(1 for f in got if f <= d)) for d in (1, 3, 5))
+            print(f"  {label:26s} within 7 days: {wilson(within, len(drifting))}; within 1 / 3 / 5 days: "
+                  f"{early}; delay median "
                   f"{np.median(got) if got else float('nan'):.0f} d, 90th pct "
                   f"{np.percentile(got, 90) if got else float('nan'):.0f} d, max {max(got) if got else '-'} d, "
                   f"never {never}")
@@ -304,8 +326,8 @@ def main() -> None:
         tested = null[np.isfinite(null)]  # NaN: no candidate change was even 0.15 %
         print(f"  drift score on {null.size:,} tank-runs without a drift ({tested.size:,} with a candidate "
               f"of at least 0.15 %): median {np.median(tested):.2f}, 99th pct {np.percentile(tested, 99):.2f}, "
-              f"max {tested.max():.2f}; runs ≥ 5 / 5.5 / 6: {(tested >= 5).sum()} / {(tested >= 5.5).sum()} / "
-              f"{(tested >= 6).sum()}")
+              f"max {tested.max():.2f}; runs ≥ 4 / {args.drift_z:g} / 5 / 5.5: {(tested >= 4).sum()} / "
+              f"{(tested >= args.drift_z).sum()} / {(tested >= 5).sum()} / {(tested >= 5.5).sum()}")
     speed(results[0]["data"], results[0]["base"])
 
 

@@ -16,9 +16,9 @@ stream), so they keep no cursor: every run refits the window and opens, updates 
   balance (账差: gauge minus book inventory) over time with the fitted leak line.  Critical when the lower
   bound of the 95 % interval reaches ``leak_critical_l_per_h``.
 - ``fuel.nozzle_drift`` (加油枪计量漂移或超差), per nozzle: a change of error found by the drift scan names
-  it as a suspect (at least ``drift_threshold_pct`` and ``drift_z`` standard errors), or its whole 95 %
-  interval lies outside the in-service MPE (使用中检验最大允许误差).  The evidence charts the nozzle's
-  apparent error per day.  Critical when the interval lies outside the MPE.
+  it as a suspect (at least ``drift_threshold_pct`` and ``drift_z`` standard errors of the estimator's GLS
+  change-point test), or its whole 95 % interval lies outside the in-service MPE (使用中检验最大允许误差).
+  The evidence charts the nozzle's apparent error per day.  Critical when the interval lies outside the MPE.
 
 One open alert per instrument and detector, as for every detector: a run whose evidence equals the open
 alert's changes nothing (re-running is idempotent); new evidence updates it and counts an occurrence.  A
@@ -28,7 +28,7 @@ within the window does not reopen an alert.
 **Configuration** (validated by :func:`fuel_alert_params`): ``settings.JILIANG_FUEL_ALERTS``, a dict
 overriding any of :data:`ALERT_DEFAULTS` — ``window_days`` (30; at least 4), ``leak_threshold_l_per_h``
 (0.19: half the 0.38 L/h to be detected), ``leak_alpha`` (0.01), ``leak_critical_l_per_h`` (0.38),
-``drift_threshold_pct`` (0.15: half the MPE), ``drift_z`` (5.5), ``mpe_alerts`` (true: also alert on an
+``drift_threshold_pct`` (0.15: half the MPE), ``drift_z`` (4.25), ``mpe_alerts`` (true: also alert on an
 estimated error outside the MPE).  An unknown key or a value out of range is an error naming it.
 """
 

@@ -12,6 +12,7 @@ import pytest
 from django.test import override_settings
 
 from jiliang.core.errors import JiliangError
+from jiliang.engine.estimators.dispensers import DRIFT_Z
 from jiliang.monitoring.fuel import DRIFT, LEAK, fuel_alert_params, fuel_alerts_run
 from jiliang.monitoring.ingest import ingest_lines
 from jiliang.monitoring.models import Alert
@@ -128,7 +129,7 @@ def test_configuration_is_validated(overrides: dict[str, Any], field: str) -> No
 def test_configuration_from_settings() -> None:
     with override_settings(JILIANG_FUEL_ALERTS={"leak_threshold_l_per_h": 0.5, "window_days": 14}):
         p = fuel_alert_params()
-    assert p.leak_threshold_l_per_h == 0.5 and p.window_days == 14 and p.drift_z == 5.5
+    assert p.leak_threshold_l_per_h == 0.5 and p.window_days == 14 and p.drift_z == DRIFT_Z
     with override_settings(JILIANG_FUEL_ALERTS={"drift_z": -1}), pytest.raises(JiliangError):
         fuel_alerts_run()
 
