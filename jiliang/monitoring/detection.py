@@ -34,6 +34,8 @@ from jiliang.monitoring.models import (
     ScaleEvent,
     ScaleRecheck,
     ScaleTxn,
+    SegmentMark,
+    TelemetrySegment,
 )
 from jiliang.registry.models import Instrument
 from jiliang.verification.models import Verification
@@ -49,6 +51,13 @@ SOURCES: dict[str, tuple[Any, tuple[str, ...], str]] = {
                                          "energy_wh", "ocmf"), "start_ts"),
 }
 CHUNK = 2_000_000
+
+
+def _segment_columns() -> dict[str, tuple[str, ...]]:
+    from jiliang.monitoring.ingest import SEGMENT_COLUMNS
+
+    assert all(SOURCES[k][1] == cols for k, cols in SEGMENT_COLUMNS.items())
+    return SEGMENT_COLUMNS
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -329,6 +338,67 @@ def _read_chunk_adbc(conn: Any, kind: str, after: int, upto: int) -> dict[str, n
     return out
 
 
+def _read_segments(kind: str, after: int, upto: int) -> dict[str, npt.NDArray[Any]] | None:
+    """The rows of ``kind`` with ``after`` < id ≤ ``upto`` from the column segments ingest wrote beside them
+    (ADR 0012), in id order, unsorted -- only for a range the kind's ``SegmentMark`` covers."""
+    from django.db import connection
+
+    from jiliang.engine.segments import decode_range
+
+    table = TelemetrySegment._meta.db_table
+    sql = (f'SELECT "data" FROM "{table}" WHERE "kind" = %s AND "last_id" > %s AND "first_id" <= %s '  # noqa: S608
+           'ORDER BY "first_id"')
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as raw:  # bytea in the binary format, not as hex text
+            raw.execute(sql, [kind, after, upto], binary=True)
+            blobs = [r[0] for r in raw.fetchall()]
+    else:
+        with connection.cursor() as cur:
+            cur.execute(sql, [kind, after, upto])
+            blobs = [r[0] for r in cur.fetchall()]
+    cols = decode_range(blobs, after, upto)
+    if not cols or not cols["id"].size:
+        return None
+    tcol = SOURCES[kind][2]
+    out: dict[str, npt.NDArray[Any]] = {}
+    for c, v in cols.items():
+        if c == tcol:
+            out["ts"] = v / 1e6
+        else:
+            out["device" if c == "device_id" else c] = v
+    return _in_id_order(out)
+
+
+def _covered(kind: str, after: int) -> bool:
+    """Whether every row of ``kind`` with an id above ``after`` has its column segment."""
+    if kind not in _segment_columns():
+        return False
+    mark = SegmentMark.objects.filter(kind=kind).values_list("covered_after", flat=True).first()
+    return mark is not None and after >= mark
+
+
+def _consume_segments(kind: str) -> None:
+    """Delete the kind's segments every enabled detector of the kind has read past, and raise its mark to
+    there (rows at or below it are read as rows again, e.g. by a detector enabled later)."""
+    if kind not in _segment_columns():
+        return
+    keys = [d.key for d in enabled_detectors() if d.kind == kind]
+    lasts = dict(DetectorCursor.objects.filter(key__in=keys).values_list("key", "last_id"))
+    if not keys or len(lasts) < len(keys):
+        return
+    done = min(lasts.values())
+    mark = SegmentMark.objects.select_for_update().filter(kind=kind).first()
+    if mark is None:
+        return
+    TelemetrySegment.objects.filter(kind=kind, last_id__lte=done).delete()
+    if done > mark.covered_after:
+        mark.covered_after = done
+        mark.save(update_fields=["covered_after"])
+
+
 def _in_id_order(out: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
     """The columns in id order, as the rows are read (ties in the (device, time) sort keep that order)."""
     if out["id"].size > 1 and not (np.diff(out["id"]) > 0).all():
@@ -475,7 +545,17 @@ def _upsert_alerts(key: str, findings: list[Finding], report: DetectorReport) ->
     devices = sorted(last)
     open_alerts: dict[int, tuple[int, str]] = {}
     info: dict[int, tuple[int, str]] = {}  # device -> (owner, region code)
-    for part in range(0, len(devices), 10_000):
+    pg = connection.vendor == "postgresql"
+    if pg:  # one array parameter, not 10,000 placeholders for the driver to parse
+        with connection.cursor() as cur:
+            cur.execute(f'SELECT "id", "device_id", "severity" FROM "{Alert._meta.db_table}" WHERE "detector" = %s '  # noqa: S608
+                        'AND "status" = ANY(%s::text[]) AND "device_id" = ANY(%s::bigint[])',
+                        [key, list(Alert.OPEN), devices])
+            open_alerts.update((d, (pk, sev)) for pk, d, sev in cur.fetchall())
+            cur.execute(f'SELECT "id", "owner_id", "region_id" FROM "{Instrument._meta.db_table}" '  # noqa: S608
+                        'WHERE "id" = ANY(%s::bigint[])', [devices])
+            info.update((pk, (owner, region)) for pk, owner, region in cur.fetchall())
+    for part in range(0, 0 if pg else len(devices), 10_000):
         some = devices[part:part + 10_000]
         open_alerts.update((d, (pk, sev)) for pk, d, sev in Alert.objects.filter(
             detector=key, status__in=Alert.OPEN, device_id__in=some).values_list("id", "device_id", "severity"))
@@ -495,15 +575,19 @@ def _upsert_alerts(key: str, findings: list[Finding], report: DetectorReport) ->
                 severity = f.severity
             changed.append((severity, evidence, now, pk))
     table = Alert._meta.db_table
-    pg = connection.vendor == "postgresql"
     cast = "::jsonb" if pg else ""
     with connection.cursor() as cur:
-        for rows in _parts(new, 500):
+        if pg:
+            _upsert_pg(cur, table, new, changed, now)
+            new_rows, changed_rows = [], []
+        else:
+            new_rows, changed_rows = new, changed
+        for rows in _parts(new_rows, 500):
             values = ", ".join([f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s{cast}, %s, %s)"] * len(rows))
             cur.execute(f'INSERT INTO "{table}" ("detector", "device_id", "owner_id", "region_id", "severity", '  # noqa: S608
                         '"status", "opened_at", "updated_at", "occurrences", "evidence", "decision_reason", '
                         f'"decided_by") VALUES {values}', [v for row in rows for v in row])
-        for rows in _parts(changed, 500):
+        for rows in _parts(changed_rows, 500):
             # one UPDATE … FROM (VALUES …) per 500 alerts (PostgreSQL, and SQLite since 3.33)
             typed = ("(%s, %s::jsonb, %s::timestamptz, %s::bigint)" if pg else "(%s, %s, %s, %s)")
             values = ", ".join([typed] * len(rows))
@@ -513,6 +597,27 @@ def _upsert_alerts(key: str, findings: list[Finding], report: DetectorReport) ->
                         f'FROM v WHERE "{table}"."id" = v."id"', [v for row in rows for v in row])
     report.opened += len(new)
     report.updated += len(changed)
+
+
+def _upsert_pg(cur: Any, table: str, new: list[tuple[Any, ...]], changed: list[tuple[Any, ...]], now: Any) -> None:
+    """PostgreSQL: the new alerts in one ``INSERT … SELECT FROM unnest(arrays)`` and the changed ones in one
+    ``UPDATE … FROM unnest(arrays)`` -- a column per parameter (multi-row ``VALUES`` made the driver parse
+    thousands of placeholders, ~1 s a run)."""
+    if new:
+        cols = list(zip(*new, strict=True))
+        cur.execute(f'INSERT INTO "{table}" ("detector", "device_id", "owner_id", "region_id", "severity", '  # noqa: S608
+                    '"status", "opened_at", "updated_at", "occurrences", "evidence", "decision_reason", "decided_by") '
+                    'SELECT v.detector, v.device, v.owner, v.region, v.severity, v.status, %s, %s, 1, '
+                    "v.evidence::jsonb, '', '' FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[], "
+                    "%s::text[], %s::text[], %s::text[]) AS v(detector, device, owner, region, severity, status, "
+                    "evidence)", [now, now, list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]), list(cols[4]),
+                                  list(cols[5]), list(cols[9])])
+    if changed:
+        cols = list(zip(*changed, strict=True))
+        cur.execute(f'UPDATE "{table}" SET "severity" = v.severity, "evidence" = v.evidence::jsonb, '  # noqa: S608
+                    f'"updated_at" = %s, "occurrences" = "{table}"."occurrences" + 1 '
+                    'FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS v(severity, evidence, id) '
+                    f'WHERE "{table}"."id" = v.id', [now, list(cols[0]), list(cols[1]), list(cols[3])])
 
 
 def _parts(rows: list[Any], size: int) -> list[list[Any]]:
@@ -606,13 +711,16 @@ class _Prefetch:
         in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()  # type: ignore[attr-defined]
         self.enabled = not connection.in_atomic_block and not in_memory
         self.parts = READERS if connection.vendor == "postgresql" else 1
-        self.pending: tuple[str, int, int, list[Any]] | None = None
+        self.pending: tuple[str, int, int, bool, list[Any]] | None = None
         self.pool: Any = None
         self.local: Any = None
         self.arrows: list[Any] = []
 
-    def _read_part(self, kind: str, after: int, upto: int) -> dict[str, npt.NDArray[Any]] | None:
-        """One part of a chunk, on this thread's own connection (ADBC on PostgreSQL)."""
+    def _read_part(self, kind: str, after: int, upto: int, segments: bool) -> dict[str, npt.NDArray[Any]] | None:
+        """One part of a chunk, on this thread's own connection (ADBC on PostgreSQL), or its segments."""
+        if segments:  # one part: sorted here, in the background too
+            got = _read_segments(kind, after, upto)
+            return None if got is None else _sort(kind, got)
         conn = getattr(self.local, "arrow", None)
         if conn is None:
             conn = _adbc_connect() or False
@@ -621,8 +729,8 @@ class _Prefetch:
                 self.arrows.append(conn)
         return _read_chunk_adbc(conn, kind, after, upto) if conn else _read_chunk(kind, after, upto)
 
-    def request(self, kind: str, low: int, top: int) -> None:
-        """Start reading the rows of ``kind`` with ``low`` < id ≤ ``top``."""
+    def request(self, kind: str, low: int, top: int, segments: bool = False) -> None:
+        """Start reading the rows of ``kind`` with ``low`` < id ≤ ``top`` (from its segments: one part)."""
         if not self.enabled or top <= low:
             return
         if self.pool is None:
@@ -631,35 +739,41 @@ class _Prefetch:
 
             self.pool = ThreadPoolExecutor(self.parts, thread_name_prefix="jiliang-detect-read")
             self.local = threading.local()
-        cuts = np.linspace(low, top, self.parts + 1).round().astype(np.int64).tolist()
-        futures = [self.pool.submit(self._read_part, kind, a, b) for a, b in itertools.pairwise(cuts)
+        cuts = np.linspace(low, top, (1 if segments else self.parts) + 1).round().astype(np.int64).tolist()
+        futures = [self.pool.submit(self._read_part, kind, a, b, segments) for a, b in itertools.pairwise(cuts)
                    if b > a]
-        self.pending = (kind, low, top, futures)
+        self.pending = (kind, low, top, segments, futures)
 
-    def take(self, kind: str, low: int, top: int) -> dict[str, npt.NDArray[Any]] | None:
+    def take(self, kind: str, low: int, top: int, segments: bool = False) -> dict[str, npt.NDArray[Any]] | None:
         """The rows of ``kind`` with ``low`` < id ≤ ``top``, sorted by device and time: the prefetched ones
         when they are that range, else read now (in the background too when it is on)."""
         pending = self.pending
-        if pending is not None and pending[:3] != (kind, low, top):
-            for f in pending[3]:
+        if pending is not None and pending[:4] != (kind, low, top, segments):
+            for f in pending[4]:
                 f.result()  # a stale read: wait for it, never leave it running beside the next
             pending = None
         if pending is None and self.enabled:
-            self.request(kind, low, top)
+            self.request(kind, low, top, segments)
             pending = self.pending
         self.pending = None
         if pending is None:
+            if segments:
+                got = _read_segments(kind, low, top)
+                return None if got is None else _sort(kind, got)
             return _read_chunk(kind, low, top)
-        parts = [p for p in (f.result() for f in pending[3]) if p is not None]
+        parts = [p for p in (f.result() for f in pending[4]) if p is not None]
         if not parts:
             return None
+        if segments:
+            one: dict[str, npt.NDArray[Any]] = parts[0]  # one part, sorted by ``_read_part``
+            return one
         out = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return _sort(kind, _in_id_order(out))
 
     def close(self) -> None:
         if self.pool is not None:
             if self.pending is not None:
-                for f in self.pending[3]:
+                for f in self.pending[4]:
                     f.result()
                 self.pending = None
             from django.db import connections
@@ -719,9 +833,10 @@ def _run_kind(kind: str, dets: list[Detector], chunk: int, reports: dict[str, De
                 break
             low = max(low, first - 1)  # skip a gap in the ids (pruned or never committed)
             top = min(low + chunk, end)
-            batch = prefetch.take(kind, low, top)
+            segments = _covered(kind, low)  # the rows' column segments, not the rows (ADR 0012)
+            batch = prefetch.take(kind, low, top, segments)
             if top < end:
-                prefetch.request(kind, top, min(top + chunk, end))
+                prefetch.request(kind, top, min(top + chunk, end), segments)
             for det in dets:
                 cursor, rep = cursors[det.key], reports[det.key]
                 mine = batch
@@ -740,6 +855,7 @@ def _run_kind(kind: str, dets: list[Detector], chunk: int, reports: dict[str, De
                     state = None
                 cursor.last_id = max(cursor.last_id, top)
                 _save_cursor(cursor, state)
+            _consume_segments(kind)
 
 
 TRANSITIONS = {"new": {"triaged", "confirmed", "dismissed"}, "triaged": {"confirmed", "dismissed"},

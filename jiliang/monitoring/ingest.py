@@ -74,6 +74,12 @@ TABLES: dict[str, tuple[type[models.Model], tuple[str, ...], tuple[str, ...]]] =
 assert set(TABLES) == set(KINDS)
 assert all(TABLES[k][1] == ROW_COLUMNS[k] for k in KINDS)
 TIME_COLUMN = {k: "start_ts" if k == "charger.session" else "ts" for k in KINDS}  # the partition key
+# The high-volume kinds the detectors read: each stored batch is also written as a column segment (ADR 0012)
+# holding these columns (the detector runner's, ``detection.SOURCES``), so detection never reads the rows back.
+SEGMENT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "scale.txn": ("id", "device_id", "ts", "seq", "net_g", "unit_price_fen_per_kg", "amount_fen"),
+    "meter.reading": ("id", "device_id", "ts", "seq", "register_milli", "flags"),
+}
 
 BATCH = 100_000
 WAL_CHECKPOINT_PAGES = 65_536
@@ -125,12 +131,13 @@ def _conflict_key(kind: str) -> tuple[str, ...]:
     return key
 
 
-def _stage_and_insert(kind: str, write: Any) -> int:
-    """PostgreSQL: COPY into a temporary stage (``write(copy)`` sends the data), then insert what is new."""
+def _stage_and_insert(kind: str, write: Any, *, with_ids: bool = False) -> tuple[int, list[int]]:
+    """PostgreSQL: COPY into a temporary stage (``write(copy)`` sends the data), then insert what is new;
+    returns how many rows were new and, ``with_ids`` (the data carries its own ids), their ids."""
     model, cols, _key = TABLES[kind]
     table = model._meta.db_table
-    names = ", ".join(f'"{c}"' for c in cols)
-    stage = f"stage_{table}"
+    names = ", ".join(f'"{c}"' for c in (("id", *cols) if with_ids else cols))
+    stage = f"stage_{table}" + ("_ids" if with_ids else "")
     with connection.cursor() as cur:
         # only the loaded columns, without constraints: the target's own unique key does the dedupe
         cur.execute(f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" ON COMMIT DELETE ROWS AS '  # noqa: S608
@@ -138,10 +145,11 @@ def _stage_and_insert(kind: str, write: Any) -> int:
         write(cur.cursor, stage)
         conflict = ", ".join(f'"{c}"' for c in _conflict_key(kind))
         cur.execute(f'INSERT INTO "{table}" ({names}) SELECT {names} FROM "{stage}" '  # noqa: S608
-                    f"ON CONFLICT ({conflict}) DO NOTHING")
+                    f"ON CONFLICT ({conflict}) DO NOTHING" + (' RETURNING "id"' if with_ids else ""))
         inserted = cur.rowcount
+        ids = [r[0] for r in cur.fetchall()] if with_ids else []
         cur.execute(f'TRUNCATE "{stage}"')
-        return int(inserted)
+        return int(inserted), ids
 
 
 def _store(kind: str, rows: list[tuple[Any, ...]]) -> int:
@@ -162,7 +170,7 @@ def _store(kind: str, rows: list[tuple[Any, ...]]) -> int:
                 for r in rows:
                     copy.write_row(r)
 
-        return _stage_and_insert(kind, write)
+        return _stage_and_insert(kind, write)[0]
     with connection.cursor() as cur:
         marks = ", ".join(["%s"] * len(cols))
         before = connection.connection.total_changes
@@ -242,7 +250,8 @@ def sqlite_times(us: npt.NDArray[np.int64]) -> list[str]:
 
 
 def _store_columns(kind: str, data: dict[str, npt.NDArray[Any]]) -> int:
-    """Insert column-wise rows (see ``ParseResult.columns``), ignoring ones already stored."""
+    """Insert column-wise rows (see ``ParseResult.columns``), ignoring ones already stored; for the kinds of
+    ``SEGMENT_COLUMNS`` the rows get their ids here and the stored ones are also written as a segment."""
     n = int(data["line"].size)
     if not n:
         return 0
@@ -252,13 +261,19 @@ def _store_columns(kind: str, data: dict[str, npt.NDArray[Any]]) -> int:
     order = np.lexsort((data["line"], *(data[c] for c in reversed(key))))
     data = {c: data[c][order] for c in cols}
     table = model._meta.db_table
-    names = ", ".join(f'"{c}"' for c in cols)
+    segment = kind in SEGMENT_COLUMNS
+    if segment:
+        _ensure_mark(kind)
+        data["id"] = _allocate_ids(model, n)
+    names_t = (("id",) if segment else ()) + cols
+    names = ", ".join(f'"{c}"' for c in names_t)
+    stored: npt.NDArray[np.bool_] | None = None  # which rows were new (None: all)
     if bulk.is_postgres():
         from jiliang.monitoring.partitions import ensure_partitions
 
         ensure_partitions(model, data[TIME_COLUMN[kind]])
-        payload = pg_binary_copy(model, cols, data)
-        if payload is None:
+        payload = pg_binary_copy(model, names_t, data)
+        if payload is None:  # a value out of its column's range: the server says which (the batch fails)
             rows = list(zip(*(_python_values(c, data[c]) for c in cols), strict=True))
             return _store(kind, rows)
 
@@ -271,16 +286,97 @@ def _store_columns(kind: str, data: dict[str, npt.NDArray[Any]]) -> int:
         try:
             with transaction.atomic(), connection.cursor() as cur:
                 write(cur.cursor, table)
-            return n
+            new = n
         except psycopg.errors.UniqueViolation:
-            return _stage_and_insert(kind, write)
-    values = [sqlite_times(data[c]) if c in TIME_COLUMNS else data[c].tolist() for c in cols]
-    marks = ", ".join(["%s"] * len(cols))
-    with connection.cursor() as cur:
-        before = connection.connection.total_changes
-        cur.executemany(f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({marks})',  # noqa: S608
-                        list(zip(*values, strict=True)))
-        return int(connection.connection.total_changes - before)
+            new, ids = _stage_and_insert(kind, write, with_ids=segment)
+            if segment:
+                stored = np.isin(data["id"], np.array(ids, dtype=np.int64))
+    else:
+        values = [sqlite_times(data[c]) if c in TIME_COLUMNS else data[c].tolist() for c in names_t]
+        marks = ", ".join(["%s"] * len(names_t))
+        with connection.cursor() as cur:
+            before = connection.connection.total_changes
+            cur.executemany(f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({marks})',  # noqa: S608
+                            list(zip(*values, strict=True)))
+            new = int(connection.connection.total_changes - before)
+            if segment and new < n:  # some were repeats: which of the ids were stored
+                cur.execute(f'SELECT "id" FROM "{table}" WHERE "id" >= %s AND "id" <= %s',  # noqa: S608
+                            [int(data["id"][0]), int(data["id"][-1])])
+                stored = np.isin(data["id"], np.array([r[0] for r in cur.fetchall()], dtype=np.int64))
+    if segment and new:
+        _write_segment(kind, data if stored is None else {c: v[stored] for c, v in data.items()})
+    return new
+
+
+_SEQUENCES: dict[str, str] = {}
+
+
+def _allocate_ids(model: type[models.Model], n: int) -> npt.NDArray[np.int64]:
+    """``n`` new ids of the model's table, ascending, in the current transaction: on PostgreSQL drawn from
+    its sequence in one statement returned as one binary array; on SQLite the next ``n`` (the ingest's
+    IMMEDIATE transaction holds the write lock)."""
+    if not bulk.is_postgres():
+        return np.array(bulk.allocate_ids(model, n), dtype=np.int64)
+    import psycopg
+
+    from jiliang.monitoring.detection import _pg_array, _raw_array_loader
+
+    table = model._meta.db_table
+    if table not in _SEQUENCES:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+            _SEQUENCES[table] = cur.fetchone()[0]
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as raw:
+        raw.adapters.register_loader(1016, _raw_array_loader())
+        raw.execute("SELECT array_agg(nextval(%s::regclass)) FROM generate_series(1, %s)", [_SEQUENCES[table], n],
+                    binary=True)
+        row = raw.fetchone()
+    if row is None or row[0] is None:
+        raise RuntimeError(f"no ids drawn from {_SEQUENCES[table]}")
+    return np.sort(_pg_array(row[0], n, ">i8").astype(np.int64))
+
+
+def _ensure_mark(kind: str) -> None:
+    """The kind's ``SegmentMark``, made at the first segment: rows stored before it have no segment."""
+    from django.db.models import Max
+
+    from jiliang.monitoring.models import SegmentMark
+
+    if not SegmentMark.objects.filter(kind=kind).exists():
+        top = TABLES[kind][0]._default_manager.aggregate(m=Max("id"))["m"] or 0
+        SegmentMark.objects.get_or_create(kind=kind, defaults={"covered_after": top})
+
+
+def segment_saved_row(kind: str, row: models.Model) -> None:
+    """A row saved through the ORM: a one-row segment when the kind's mark exists (else the mark is made
+    here, at or above the row, which is then read as a row)."""
+    from jiliang.monitoring.models import SegmentMark
+
+    if not SegmentMark.objects.filter(kind=kind).exists():
+        _ensure_mark(kind)
+        return
+    data = {c: np.array([_segment_value(getattr(row, c))], dtype=np.int64) for c in SEGMENT_COLUMNS[kind]}
+    _write_segment(kind, data)
+
+
+def _segment_value(v: Any) -> int:
+    if isinstance(v, dt.datetime):
+        return (v - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    return int(v)
+
+
+def _write_segment(kind: str, data: dict[str, npt.NDArray[Any]]) -> None:
+    """The stored rows of a batch as one column segment (``engine.segments``), in the rows' transaction."""
+    from jiliang.engine.segments import encode
+    from jiliang.monitoring.models import TelemetrySegment
+
+    ids = data["id"]
+    ts = data[TIME_COLUMN[kind]]
+    TelemetrySegment.objects.create(
+        kind=kind, first_id=int(ids.min()), last_id=int(ids.max()), rows=int(ids.size),
+        max_ts=dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(ts.max())),
+        data=encode({c: data[c] for c in SEGMENT_COLUMNS[kind]}))
 
 
 def _python_values(column: str, values: npt.NDArray[Any]) -> list[Any]:

@@ -8,7 +8,9 @@ foreign-key check per row would halve the load rate.  Times are stored in UTC.
 
 from __future__ import annotations
 
-from django.db import models
+from typing import Any
+
+from django.db import models, transaction
 from django.utils.translation import gettext_lazy as _
 
 
@@ -24,7 +26,26 @@ def _place() -> models.ForeignKey:  # type: ignore[type-arg]
                              db_constraint=False, related_name="+")
 
 
-class ScaleTxn(models.Model):
+class _Segmented(models.Model):
+    """A high-volume kind whose rows the detectors read from column segments (ADR 0012): a row saved one at a
+    time through the ORM (rather than by ingest) gets a one-row segment too, or it would go unseen."""
+
+    SEGMENT_KIND = ""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        adding = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if adding:
+                from jiliang.monitoring.ingest import segment_saved_row
+
+                segment_saved_row(self.SEGMENT_KIND, self)
+
+
+class ScaleTxn(_Segmented):
     """A price-computing scale's transaction (计价秤交易): net weight, unit price and amount."""
 
     id = models.BigAutoField(primary_key=True)
@@ -44,6 +65,8 @@ class ScaleTxn(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device_id}#{self.seq}"
+
+    SEGMENT_KIND = "scale.txn"
 
 
 class ScaleEvent(models.Model):
@@ -177,7 +200,7 @@ class TankDelivery(models.Model):
         return f"{self.place_id}/{self.tank} {self.ts:%Y-%m-%d %H:%M}"
 
 
-class MeterReading(models.Model):
+class MeterReading(_Segmented):
     """A household meter's register reading (抄表), in thousandths of the meter's unit (L or Wh)."""
 
     id = models.BigAutoField(primary_key=True)
@@ -195,6 +218,8 @@ class MeterReading(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device_id}#{self.seq}"
+
+    SEGMENT_KIND = "meter.reading"
 
 
 class Quarantine(models.Model):
@@ -318,3 +343,40 @@ class DetectorCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}@{self.last_id}"
+
+
+class TelemetrySegment(models.Model):
+    """A stored batch of a high-volume kind's rows as NumPy columns (列式数据段, ADR 0012), written by ingest
+    in the transaction that stores the rows; the detector runner reads these instead of the rows and deletes
+    them once every enabled detector of the kind has read past them.  A derived copy, never evidence."""
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(_("记录类型"), max_length=32)
+    first_id = models.BigIntegerField(_("起始记录号"))
+    last_id = models.BigIntegerField(_("末尾记录号"))
+    rows = models.IntegerField(_("记录数"))
+    max_ts = models.DateTimeField(_("最晚时间"))
+    data = models.BinaryField(_("数据"))
+
+    class Meta:
+        verbose_name = _("列式数据段")
+        verbose_name_plural = _("列式数据段")
+        indexes = [models.Index(fields=["kind", "last_id"], name="segment_kind_last")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}({self.first_id}..{self.last_id})"
+
+
+class SegmentMark(models.Model):
+    """Per kind: every row with an id above ``covered_after`` has its segment (rows stored before segments
+    existed, and rows whose segments were consumed or pruned, are at or below it).  No mark: no segments."""
+
+    kind = models.CharField(_("记录类型"), max_length=32, unique=True)
+    covered_after = models.BigIntegerField(_("覆盖起点"), default=0)
+
+    class Meta:
+        verbose_name = _("数据段覆盖起点")
+        verbose_name_plural = _("数据段覆盖起点")
+
+    def __str__(self) -> str:
+        return f"{self.kind}>{self.covered_after}"

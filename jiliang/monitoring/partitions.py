@@ -154,7 +154,22 @@ def prune(*, before: dt.datetime, dry_run: bool = False) -> PruneReport:
                         cur.execute(f'DROP TABLE "{name}"')
                         report.dropped_partitions.append(name)
             cur.execute(f'DELETE FROM "{table}" WHERE "{tcol}" < %s AND NOT ({keep})', [bound])  # noqa: S608
+    if not dry_run:
+        _prune_segments(before)
     return report
+
+
+def _prune_segments(before: dt.datetime) -> None:
+    """Drop the column segments (ADR 0012) whose rows are all older than ``before``, raising each kind's
+    mark past them: a record kept as evidence is then read as a row, never lost."""
+    from django.db.models import Max
+
+    from jiliang.monitoring.models import SegmentMark, TelemetrySegment
+
+    old = TelemetrySegment.objects.filter(max_ts__lt=before)
+    for kind, top in old.values("kind").annotate(top=Max("last_id")).values_list("kind", "top"):
+        SegmentMark.objects.filter(kind=kind, covered_after__lt=top).update(covered_after=top)
+    old.delete()
 
 
 def retention_cutoff(now: dt.datetime | None = None) -> dt.datetime | None:

@@ -82,7 +82,8 @@ def _reset_models() -> tuple[type[models.Model], ...]:
     return (ChangeLog, fac.FactoryUnit, fac.BatchPointStat, fac.FactoryUpload, fac.PenaltyStep, fac.Sampling,
             fac.Recall, fac.DeliveryLot, fac.Authorization, mon.ScaleTxn, mon.ScaleEvent, mon.ScaleRecheck,
             mon.ChargerSession, mon.DispenserSale, mon.TankReading, mon.TankDelivery, mon.MeterReading,
-            mon.Quarantine, mon.Alert, mon.DetectorCursor, sup.Case, sup.Finding, sup.InspectionTask,
+            mon.Quarantine, mon.Alert, mon.DetectorCursor, mon.TelemetrySegment, mon.SegmentMark, sup.Case,
+            sup.Finding, sup.InspectionTask,
             sup.ConflictDeclaration, sup.CreditRegradeRun, sup.CreditEvent, sup.CreditGrade, sup.InspectionPlan,
             ver.Certificate, ver.Reminder, ver.Verification,
             Instrument, InstrumentModel, Place, OrganizationKind, Organization, ApiToken, User, Session)

@@ -11,6 +11,7 @@ import pytest
 from jiliang.engine.detectors import REGISTRY
 from jiliang.engine.detectors.meters import MeterContinuousFlow
 from jiliang.engine.detectors.scales import LOCAL_OFFSET_S, ScaleZeroDrift
+from jiliang.engine.detectors.state import DeviceTable
 
 H = 3600.0
 DAY = 86400.0
@@ -191,9 +192,11 @@ def test_a_leak_is_continuous_flow_and_a_household_is_not() -> None:
 def _keyed(flow: dict[str, list[Any]]) -> dict[str, list[float]]:
     """The detector's column state as the reference loop keeps it: device -> [last time, register, seq] and,
     while a run is open, its start, start seq, readings and lowest rate."""
+    names = ("last_ts", "last_reg", "last_seq", "run_start", "run_seq", "readings", "low")
+    table = DeviceTable.load(flow, names)
     out = {}
-    for i, d in enumerate(flow["devices"]):
-        row = [flow[name][i] for name in ("last_ts", "last_reg", "last_seq", "run_start", "run_seq", "readings", "low")]
+    for i, d in enumerate(table.devices.tolist()):
+        row = [None if np.isnan(v) else v for v in (float(table.fields[n][i]) for n in names)]
         out[str(d)] = row[:3] if row[3] is None else row
     return out
 

@@ -3,21 +3,27 @@
 A detector's state is kept between runs as JSON.  Holding tens of thousands of devices as an object keyed by
 device (``{"1234": [t, r], …}``) cost more than the detection itself: Python builds a string and a list per
 device, the database parses an object with that many keys.  Here the state is ``{"devices": [...],
-"<field>": [...], …}`` with the devices ascending, read and merged with NumPy.  A state written in the old
-keyed form (``{"1234": [v0, v1, …]}``) is still read, the fields taken by position.
+"<field>": [...], …}`` with the devices ascending, read and merged with NumPy.  Each column is written as
+the base64 text of its little-endian bytes (int64 devices, float64 fields; ``{"b64": "..."}``): PostgreSQL
+parses a jsonb of a few long strings ~3 times faster than one of 80,000 numbers per field (measured 33 ms
+against 113 ms for a city's meters), and no number is rounded.  Columns as JSON lists, and the old keyed
+form (``{"1234": [v0, v1, …]}``, fields by position), are still read.
 
 >>> import numpy as np
 >>> t = DeviceTable.load({"devices": [3, 7], "ts": [10.0, 20.0]}, ("ts",))
 >>> t.get(np.array([7, 5]), "ts", np.nan).tolist()
 [20.0, nan]
->>> t.merge(np.array([5, 7]), {"ts": np.array([1.0, 2.0])}).dump()
-{'devices': [3, 5, 7], 'ts': [10.0, 1.0, 2.0]}
->>> DeviceTable.load({"7": [20.0]}, ("ts",)).dump()
-{'devices': [7], 'ts': [20.0]}
+>>> merged = t.merge(np.array([5, 7]), {"ts": np.array([1.0, 2.0])})
+>>> back = DeviceTable.load(merged.dump(), ("ts",))
+>>> back.devices.tolist(), back.fields["ts"].tolist()
+([3, 5, 7], [10.0, 1.0, 2.0])
+>>> DeviceTable.load({"7": [20.0]}, ("ts",)).fields["ts"].tolist()
+[20.0]
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +41,9 @@ class DeviceTable:
     def load(cls, value: Any, names: tuple[str, ...]) -> DeviceTable:
         """The table stored under a state key (columns, or the old keyed form; empty when absent)."""
         if isinstance(value, Mapping) and "devices" in value:
-            dev = np.asarray(value["devices"], dtype=np.int64)
-            cols = {n: np.asarray(value.get(n, [np.nan] * dev.size), dtype=np.float64) for n in names}
+            dev = _column(value["devices"], "<i8").astype(np.int64, copy=False)
+            cols = {n: _column(value[n], "<f8").astype(np.float64, copy=False) if n in value
+                    else np.full(dev.size, np.nan) for n in names}
         elif isinstance(value, Mapping) and value:
             keys = list(value)
             dev = np.array([int(k) for k in keys], dtype=np.int64)
@@ -79,11 +86,21 @@ class DeviceTable:
                 for n, c in self.fields.items()}
         return DeviceTable(dev[order], cols)
 
-    def dump(self) -> dict[str, list[Any]]:
-        """JSON-ready columns (non-finite numbers become None: JSON has no NaN)."""
-        out: dict[str, list[Any]] = {"devices": self.devices.tolist()}
+    def dump(self) -> dict[str, dict[str, str]]:
+        """JSON-ready columns, each the base64 text of its little-endian bytes (NaN kept as it is)."""
+        out = {"devices": _b64(self.devices.astype("<i8", copy=False))}
         for n, c in self.fields.items():
-            finite = np.isfinite(c)
-            out[n] = c.tolist() if finite.all() else [v if f else None for v, f in zip(c.tolist(), finite.tolist(),
-                                                                                       strict=True)]
+            out[n] = _b64(c.astype("<f8", copy=False))
         return out
+
+
+def _b64(values: npt.NDArray[Any]) -> dict[str, str]:
+    return {"b64": base64.b64encode(values.tobytes()).decode("ascii")}
+
+
+def _column(value: Any, dtype: str) -> npt.NDArray[Any]:
+    """A stored column: ``{"b64": ...}`` (see ``dump``) or a JSON list (None for a missing number)."""
+    if isinstance(value, Mapping) and "b64" in value:
+        return np.frombuffer(base64.b64decode(value["b64"]), dtype=dtype)
+    return np.array([np.nan if v is None else v for v in value] if dtype == "<f8" else value,
+                    dtype=np.float64 if dtype == "<f8" else np.int64)
