@@ -1,7 +1,8 @@
 """Running the detectors over stored telemetry and keeping alerts (``jiliang detect``).
 
 Each detector reads its telemetry table past its high-water mark in chunks, gets the rows as NumPy
-columns sorted by device and time (plus registry columns it needs), and runs; its findings open or update
+columns sorted by device and time (plus registry columns it needs) -- from the column segments ingest wrote
+beside the rows where they cover the chunk (ADR 0012), else from the rows -- and runs; its findings open or update
 alerts (one open alert per device and detector), and its cursor and state advance in the same
 transaction, so a crash never skips or double-counts a chunk.
 """
