@@ -11,6 +11,8 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 from django.db import connection, models
 
@@ -19,27 +21,75 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def allocate_ids(model: type[models.Model], count: int) -> list[int]:
-    """Reserve ``count`` primary keys for ``model``.  Must run in the transaction that inserts them."""
+_RAW_ARRAY: list[type] = []
+_SEQUENCES: dict[str, str] = {}
+
+
+def raw_array_loader() -> type:
+    """A psycopg loader handing back a binary array's bytes untouched (parsed by ``pg_array``)."""
+    if not _RAW_ARRAY:
+        from psycopg import pq
+        from psycopg.adapt import Loader
+
+        class RawArray(Loader):
+            format = pq.Format.BINARY
+
+            def load(self, data: Any) -> bytes:
+                return bytes(data)
+
+        _RAW_ARRAY.append(RawArray)
+    return _RAW_ARRAY[0]
+
+
+def pg_array(blob: bytes, count: int, dtype: str) -> npt.NDArray[Any]:
+    """The values of a one-dimensional binary PostgreSQL array without NULLs: a 20-byte header (dimensions,
+    null flag, element type, length, lower bound), then a 4-byte length and the value of each element."""
+    ndim, has_null = int.from_bytes(blob[0:4], "big"), int.from_bytes(blob[4:8], "big")
+    if ndim != 1 or has_null or int.from_bytes(blob[12:16], "big") != count:
+        raise ValueError("unexpected array layout")
+    return np.frombuffer(blob, offset=20, dtype=np.dtype([("l", ">i4"), ("v", dtype)]), count=count)["v"]
+
+
+def allocate_id_array(model: type[models.Model], count: int) -> npt.NDArray[np.int64]:
+    """Reserve ``count`` primary keys for ``model``, ascending, as an array.  Must run in the transaction
+    that inserts them.  PostgreSQL: drawn from the table's sequence in one statement, returned as one binary
+    array (fetching a row per id cost ~0.3 s per 100,000); SQLite: the next ``count`` -- the IMMEDIATE
+    transaction holds the write lock, so max+1 cannot race, and reading sqlite_sequence as well keeps ids of
+    deleted rows from being reused."""
     if count == 0:
-        return []
+        return np.zeros(0, dtype=np.int64)
     table = model._meta.db_table
     pk = model._meta.pk.column
+    if is_postgres():
+        import psycopg
+
+        if table not in _SEQUENCES:
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, pk])
+                _SEQUENCES[table] = cur.fetchone()[0]
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as raw:
+            raw.adapters.register_loader(1016, raw_array_loader())  # int8[]
+            raw.execute("SELECT array_agg(nextval(%s::regclass)) FROM generate_series(1, %s)",
+                        [_SEQUENCES[table], count], binary=True)
+            row = raw.fetchone()
+        if row is None or row[0] is None:
+            raise RuntimeError(f"no ids drawn from {_SEQUENCES[table]}")
+        return np.sort(pg_array(row[0], count, ">i8").astype(np.int64))
     with connection.cursor() as cur:
-        if is_postgres():
-            cur.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, pk])
-            seq = cur.fetchone()[0]
-            cur.execute("SELECT nextval(%s) FROM generate_series(1, %s)", [seq, count])
-            return [r[0] for r in cur.fetchall()]
-        # SQLite: the IMMEDIATE transaction holds the write lock, so max+1 cannot race.  Reading
-        # sqlite_sequence as well keeps ids of deleted rows from being reused.
         cur.execute(f'SELECT COALESCE(MAX("{pk}"), 0) FROM "{table}"')  # noqa: S608 (names from model meta)
         top = cur.fetchone()[0]
         cur.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
         row = cur.fetchone()
         if row and row[0] > top:
             top = row[0]
-        return list(range(top + 1, top + 1 + count))
+    return np.arange(top + 1, top + 1 + count, dtype=np.int64)
+
+
+def allocate_ids(model: type[models.Model], count: int) -> list[int]:
+    """``allocate_id_array`` as a list of ints."""
+    ids: list[int] = allocate_id_array(model, count).tolist()
+    return ids
 
 
 def lock_for_bulk_insert(model: type[models.Model]) -> None:

@@ -22,6 +22,7 @@ import orjson
 from django.db import transaction
 from django.utils import timezone
 
+from jiliang.core import bulk
 from jiliang.core.changelog import log_change
 from jiliang.core.errors import JiliangError, NotFound, PermissionDenied
 from jiliang.engine.detectors import REGISTRY, Detector, Finding
@@ -132,38 +133,10 @@ _PG_ARRAY_OIDS = (1016, 1007, 1005, 1185)  # int8[], int4[], int2[], timestamptz
 PG_EPOCH_S = 946_684_800.0
 
 
-_RAW_ARRAY: list[type] = []
-
-
-def _raw_array_loader() -> type:
-    """A psycopg loader handing back a binary array's bytes untouched (parsed by ``_pg_array``)."""
-    if not _RAW_ARRAY:
-        from psycopg import pq
-        from psycopg.adapt import Loader
-
-        class RawArray(Loader):
-            format = pq.Format.BINARY
-
-            def load(self, data: Any) -> bytes:
-                return bytes(data)
-
-        _RAW_ARRAY.append(RawArray)
-    return _RAW_ARRAY[0]
-
-
-def _pg_array(blob: bytes, count: int, dtype: str) -> npt.NDArray[Any]:
-    """The values of a one-dimensional binary PostgreSQL array without NULLs: a 20-byte header (dimensions,
-    null flag, element type, length, lower bound), then a 4-byte length and the value of each element."""
-    ndim, has_null = int.from_bytes(blob[0:4], "big"), int.from_bytes(blob[4:8], "big")
-    if ndim != 1 or has_null or int.from_bytes(blob[12:16], "big") != count:
-        raise ValueError("unexpected array layout")
-    return np.frombuffer(blob, offset=20, dtype=np.dtype([("l", ">i4"), ("v", dtype)]), count=count)["v"]
-
-
 def _read_chunk(kind: str, after: int, upto: int) -> dict[str, npt.NDArray[Any]] | None:
     """The rows of the kind's table with ``after`` < id ≤ ``upto``, as columns sorted by device and
     time (times in seconds since the epoch), or None when there are none.  No ORM objects: PostgreSQL sends
-    each fixed-width column as one binary array (``_pg_array``); SQLite sends integer and time columns as one
+    each fixed-width column as one binary array (``bulk.pg_array``); SQLite sends integer and time columns as one
     byte string per part (``_sqlite_fixed``), other columns as rows from a raw cursor."""
     from django.db import connection
 
@@ -187,13 +160,13 @@ def _read_chunk(kind: str, after: int, upto: int) -> dict[str, npt.NDArray[Any]]
         # Django's cursors bind parameters client-side, which cannot ask for binary results
         with psycopg.Cursor(connection.connection) as raw:
             for oid in _PG_ARRAY_OIDS:
-                raw.adapters.register_loader(oid, _raw_array_loader())
+                raw.adapters.register_loader(oid, bulk.raw_array_loader())
             raw.execute(f'SELECT count(*), {aggs} FROM ({sql}) AS chunk', [after, upto], binary=True)  # noqa: S608
             count, *arrays = raw.fetchone() or (0,)
         if not count:
             return None
         for c, t, blob in zip(cols, types, arrays, strict=True):
-            v = _pg_array(blob, int(count), _PG_FIXED[t])
+            v = bulk.pg_array(blob, int(count), _PG_FIXED[t])
             out[rename[c]] = v.astype(np.float64) / 1e6 + PG_EPOCH_S if t.startswith("timestamp") else v.astype(
                 np.int64)
         return _sort(kind, _in_id_order(out))
@@ -341,7 +314,8 @@ def _read_chunk_adbc(conn: Any, kind: str, after: int, upto: int) -> dict[str, n
 
 def _read_segments(kind: str, after: int, upto: int) -> dict[str, npt.NDArray[Any]] | None:
     """The rows of ``kind`` with ``after`` < id ≤ ``upto`` from the column segments ingest wrote beside them
-    (ADR 0012), in id order, unsorted -- only for a range the kind's ``SegmentMark`` covers."""
+    (ADR 0012), sorted by device and time like ``_read_chunk`` -- only for a range the kind's
+    ``SegmentMark`` covers."""
     from django.db import connection
 
     from jiliang.engine.segments import decode_range
@@ -370,7 +344,7 @@ def _read_segments(kind: str, after: int, upto: int) -> dict[str, npt.NDArray[An
             out["ts"] = v / 1e6
         else:
             out["device" if c == "device_id" else c] = v
-    return _in_id_order(out)
+    return _sort(kind, _in_id_order(out))
 
 
 def _covered(kind: str, after: int) -> bool:
@@ -720,8 +694,7 @@ class _Prefetch:
     def _read_part(self, kind: str, after: int, upto: int, segments: bool) -> dict[str, npt.NDArray[Any]] | None:
         """One part of a chunk, on this thread's own connection (ADBC on PostgreSQL), or its segments."""
         if segments:  # one part: sorted here, in the background too
-            got = _read_segments(kind, after, upto)
-            return None if got is None else _sort(kind, got)
+            return _read_segments(kind, after, upto)
         conn = getattr(self.local, "arrow", None)
         if conn is None:
             conn = _adbc_connect() or False
@@ -758,15 +731,12 @@ class _Prefetch:
             pending = self.pending
         self.pending = None
         if pending is None:
-            if segments:
-                got = _read_segments(kind, low, top)
-                return None if got is None else _sort(kind, got)
-            return _read_chunk(kind, low, top)
+            return _read_segments(kind, low, top) if segments else _read_chunk(kind, low, top)
         parts = [p for p in (f.result() for f in pending[4]) if p is not None]
         if not parts:
             return None
         if segments:
-            one: dict[str, npt.NDArray[Any]] = parts[0]  # one part, sorted by ``_read_part``
+            one: dict[str, npt.NDArray[Any]] = parts[0]  # one part, already sorted (``_read_segments``)
             return one
         out = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return _sort(kind, _in_id_order(out))

@@ -264,7 +264,7 @@ def _store_columns(kind: str, data: dict[str, npt.NDArray[Any]]) -> int:
     segment = kind in SEGMENT_COLUMNS
     if segment:
         _ensure_mark(kind)
-        data["id"] = _allocate_ids(model, n)
+        data["id"] = bulk.allocate_id_array(model, n)
     names_t = (("id",) if segment else ()) + cols
     names = ", ".join(f'"{c}"' for c in names_t)
     stored: npt.NDArray[np.bool_] | None = None  # which rows were new (None: all)
@@ -308,56 +308,26 @@ def _store_columns(kind: str, data: dict[str, npt.NDArray[Any]]) -> int:
     return new
 
 
-_SEQUENCES: dict[str, str] = {}
-
-
-def _allocate_ids(model: type[models.Model], n: int) -> npt.NDArray[np.int64]:
-    """``n`` new ids of the model's table, ascending, in the current transaction: on PostgreSQL drawn from
-    its sequence in one statement returned as one binary array; on SQLite the next ``n`` (the ingest's
-    IMMEDIATE transaction holds the write lock)."""
-    if not bulk.is_postgres():
-        return np.array(bulk.allocate_ids(model, n), dtype=np.int64)
-    import psycopg
-
-    from jiliang.monitoring.detection import _pg_array, _raw_array_loader
-
-    table = model._meta.db_table
-    if table not in _SEQUENCES:
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
-            _SEQUENCES[table] = cur.fetchone()[0]
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as raw:
-        raw.adapters.register_loader(1016, _raw_array_loader())
-        raw.execute("SELECT array_agg(nextval(%s::regclass)) FROM generate_series(1, %s)", [_SEQUENCES[table], n],
-                    binary=True)
-        row = raw.fetchone()
-    if row is None or row[0] is None:
-        raise RuntimeError(f"no ids drawn from {_SEQUENCES[table]}")
-    return np.sort(_pg_array(row[0], n, ">i8").astype(np.int64))
-
-
-def _ensure_mark(kind: str) -> None:
-    """The kind's ``SegmentMark``, made at the first segment: rows stored before it have no segment."""
+def _ensure_mark(kind: str) -> bool:
+    """The kind's ``SegmentMark``, made at the first segment with the table's largest id (rows stored before
+    it have no segment); True when it was there already."""
     from django.db.models import Max
 
     from jiliang.monitoring.models import SegmentMark
 
-    if not SegmentMark.objects.filter(kind=kind).exists():
-        top = TABLES[kind][0]._default_manager.aggregate(m=Max("id"))["m"] or 0
-        SegmentMark.objects.get_or_create(kind=kind, defaults={"covered_after": top})
+    if SegmentMark.objects.filter(kind=kind).exists():
+        return True
+    top = TABLES[kind][0]._default_manager.aggregate(m=Max("id"))["m"] or 0
+    SegmentMark.objects.get_or_create(kind=kind, defaults={"covered_after": top})
+    return False
 
 
 def segment_saved_row(kind: str, row: models.Model) -> None:
     """A row saved through the ORM: a one-row segment when the kind's mark exists (else the mark is made
     here, at or above the row, which is then read as a row)."""
-    from jiliang.monitoring.models import SegmentMark
-
-    if not SegmentMark.objects.filter(kind=kind).exists():
-        _ensure_mark(kind)
-        return
-    data = {c: np.array([_segment_value(getattr(row, c))], dtype=np.int64) for c in SEGMENT_COLUMNS[kind]}
-    _write_segment(kind, data)
+    if _ensure_mark(kind):
+        _write_segment(kind, {c: np.array([_segment_value(getattr(row, c))], dtype=np.int64)
+                              for c in SEGMENT_COLUMNS[kind]})
 
 
 def _segment_value(v: Any) -> int:
