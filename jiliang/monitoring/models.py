@@ -61,7 +61,6 @@ class ScaleTxn(_Segmented):
         verbose_name = _("计价秤交易")
         verbose_name_plural = _("计价秤交易")
         constraints = [models.UniqueConstraint(fields=["device", "seq"], name="scaletxn_device_seq")]
-        indexes = [models.Index(fields=["device", "ts"], name="scaletxn_device_ts")]
 
     def __str__(self) -> str:
         return f"{self.device_id}#{self.seq}"
@@ -214,7 +213,6 @@ class MeterReading(_Segmented):
         verbose_name = _("抄表记录")
         verbose_name_plural = _("抄表记录")
         constraints = [models.UniqueConstraint(fields=["device", "seq"], name="meter_device_seq")]
-        indexes = [models.Index(fields=["device", "ts"], name="meter_device_ts")]
 
     def __str__(self) -> str:
         return f"{self.device_id}#{self.seq}"
