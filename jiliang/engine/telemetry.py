@@ -362,9 +362,9 @@ def _ts_column(values: list[Any]) -> tuple[_I64, _BOOL]:
     if not n:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
     strs = values if set(map(type, values)) == {str} else [v if type(v) is str else "" for v in values]
-    text = "".join([v if len(v) == 25 else _TS_FILLER for v in strs]).encode("ascii", "replace")
-    a = np.frombuffer(text, dtype=np.uint8).reshape(n, 25)
     ok = np.fromiter(map(len, strs), dtype=np.int64, count=n) == 25
+    text = "".join(strs if ok.all() else [v if len(v) == 25 else _TS_FILLER for v in strs])
+    a = np.frombuffer(text.encode("ascii", "replace"), dtype=np.uint8).reshape(n, 25)
     dig = a[:, _TS_DIGITS].astype(np.int64) - 48
     ok &= ((dig >= 0) & (dig <= 9)).all(axis=1)
     for pos, ch in _TS_SEPARATORS.items():
@@ -421,7 +421,7 @@ def _flag_bits(v: Any) -> int:
 
 
 def _flags_column(values: list[Any]) -> tuple[_I64, _BOOL]:
-    if all(v is None for v in values):
+    if values.count(None) == len(values):
         return np.zeros(len(values), dtype=np.int64), np.zeros(len(values), dtype=bool)
     bits = np.array([_flag_bits(v) for v in values], dtype=np.int64)
     return np.maximum(bits, 0), bits < 0
@@ -449,7 +449,7 @@ def _allowed_devices(devices: Mapping[str, Device], sender_org: int | None, kind
 def _device_column(values: list[Any], allowed: dict[str, int]) -> tuple[_I64, _BOOL]:
     get = allowed.get
     if set(map(type, values)) <= {str}:
-        ids = np.array([get(v, -1) for v in values], dtype=np.int64)
+        ids = np.fromiter(map(get, values, repeat(-1)), dtype=np.int64, count=len(values))
     else:
         ids = np.array([get(v, -1) if type(v) is str else -1 for v in values], dtype=np.int64)
     return ids, ids < 0
@@ -457,6 +457,24 @@ def _device_column(values: list[Any], allowed: dict[str, int]) -> tuple[_I64, _B
 
 def _datetime_us(t: dt.datetime) -> int:
     return (t - EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _group_by_kind(objs: list[Any]) -> tuple[dict[str, list[int]], list[int]]:
+    """Line indices by ``kind`` for the kinds of ``COLUMNAR``, and those of every other line (not an object,
+    another kind, no kind).  When every line is an object, the kinds are read and compared in C."""
+    try:
+        kinds = list(map(dict.get, objs, repeat("kind")))
+    except TypeError:  # a line that is not a JSON object
+        kinds = [o.get("kind") if type(o) is dict else None for o in objs]
+    arr = np.fromiter(kinds, dtype=object, count=len(kinds))  # never nested, whatever the values are
+    groups: dict[str, list[int]] = {}
+    rest = np.ones(len(objs), dtype=bool)
+    for kind in COLUMNAR:
+        hit = arr == kind
+        if hit.any():
+            groups[kind] = np.flatnonzero(hit).tolist()
+            rest &= ~hit
+    return groups, np.flatnonzero(rest).tolist()
 
 
 class BatchParser(Parser):
@@ -482,15 +500,11 @@ class BatchParser(Parser):
                     objs.append(orjson.loads(raw))
                 except orjson.JSONDecodeError:
                     objs.append(_DECODE_FAILED)
-        groups: dict[Any, list[int]] = {}
-        for i, o in enumerate(objs):
-            k = o.get("kind") if type(o) is dict else None
-            groups.setdefault(k if type(k) is str and k in COLUMNAR else None, []).append(i)
-        slow: list[int] = groups.pop(None, [])
+        groups, slow = _group_by_kind(objs)
         slow_rows: dict[str, list[tuple[int, tuple[Any, ...]]]] = {k: [] for k in COLUMNAR}
         fast: dict[str, tuple[_I64, dict[str, npt.NDArray[Any]]]] = {}
         for kind, idx in groups.items():
-            good, cols = self._columns(kind, [objs[i] for i in idx])
+            good, cols = self._columns(kind, list(map(objs.__getitem__, idx)))
             index = np.array(idx, dtype=np.int64)
             slow.extend(index[~good].tolist())
             fast[kind] = (index[good] + first_line, {c: v[good] for c, v in cols.items()})

@@ -6,10 +6,10 @@ only then is the batch acknowledged (the command's counts, the HTTP response, th
 after a crash duplicates nothing.
 
 Fast path (ADR 0010): batches are parsed by ``engine.telemetry.BatchParser`` (column-wise for the
-high-volume kinds) in a second thread while the main thread stores the previous batch, and column-wise
-rows are sorted by (device, seq) so index pages are touched in order.  SQLite uses ``executemany`` of
-``INSERT OR IGNORE`` with a large page cache and
-a longer write-ahead-log checkpoint interval.  PostgreSQL COPYs column-wise rows in the binary format,
+high-volume kinds) in a forked child process while this one stores the previous batch, and column-wise
+rows are sorted by (device, seq) so index pages are touched in order.  SQLite runs ``INSERT OR IGNORE``
+with many rows in each statement (``core.bulk.sqlite_insert_columns``), a large page cache and a longer
+write-ahead-log checkpoint interval.  PostgreSQL COPYs column-wise rows in the binary format,
 built with NumPy, straight into the table under a savepoint; only when that meets an already stored key
 (a resend) is the batch COPYed into a temporary staging table and inserted with ``ON CONFLICT DO
 NOTHING``.  Other kinds always take the staging way.
@@ -18,8 +18,9 @@ NOTHING``.  Other kinds always take the staging way.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import queue
-import threading
+import traceback
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -293,11 +294,9 @@ def _store_columns(kind: str, data: dict[str, npt.NDArray[Any]]) -> int:
                 stored = np.isin(data["id"], np.array(ids, dtype=np.int64))
     else:
         values = [sqlite_times(data[c]) if c in TIME_COLUMNS else data[c].tolist() for c in names_t]
-        marks = ", ".join(["%s"] * len(names_t))
         with connection.cursor() as cur:
             before = connection.connection.total_changes
-            cur.executemany(f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({marks})',  # noqa: S608
-                            list(zip(*values, strict=True)))
+            bulk.sqlite_insert_columns(cur, f'INSERT OR IGNORE INTO "{table}" ({names})', values)
             new = int(connection.connection.total_changes - before)
             if segment and new < n:  # some were repeats: which of the ids were stored
                 cur.execute(f'SELECT "id" FROM "{table}" WHERE "id" >= %s AND "id" <= %s',  # noqa: S608
@@ -366,61 +365,111 @@ def _quarantine(result: ParseResult, source: str, received: dt.datetime) -> None
 
 
 def _batches(lines: Iterable[bytes | str], size: int) -> Iterator[list[bytes | str]]:
-    batch: list[bytes | str] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
+    it = iter(lines)
+    while batch := list(itertools.islice(it, size)):  # the lines are taken in C, not one by one here
         yield batch
 
 
 def _parsed(lines: Iterable[bytes | str], parser: BatchParser, size: int) -> Iterator[tuple[int, ParseResult]]:
-    """(lines in the batch, its parse) for each batch.  Input larger than one batch is read and parsed in
-    a second thread, one batch ahead of the caller, which meanwhile stores the previous batch (the
-    database driver releases the interpreter lock while the database works).  The thread never touches
-    the database."""
-    if isinstance(lines, list | tuple) and len(lines) <= size:
-        if lines:
-            yield len(lines), parser.parse_batch(list(lines))
+    """(lines in the batch, its parse) for each batch.  Input of more than one batch is parsed in a child
+    process (``_ParseProcess``), one batch ahead of the caller, which meanwhile stores the previous batch;
+    where processes cannot be forked, batch after batch here."""
+    batches = _batches(lines, size)
+    first = next(batches, None)
+    if first is None:
         return
-    q: queue.Queue[tuple[int, ParseResult] | BaseException | None] = queue.Queue(maxsize=1)
-    stop = threading.Event()
+    second = next(batches, None)
+    if second is None or _FORK is None:
+        line = 1
+        for chunk in itertools.chain([first], [second] if second is not None else [], batches):
+            yield len(chunk), parser.parse_batch(chunk, first_line=line)
+            line += len(chunk)
+        return
+    with _ParseProcess(parser) as child:
+        yield from child.run(itertools.chain([first, second], batches))
 
-    def put(item: tuple[int, ParseResult] | BaseException | None) -> None:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
 
-    def work() -> None:
-        try:
-            first = 1
-            for chunk in _batches(lines, size):
-                if stop.is_set():
-                    return
-                put((len(chunk), parser.parse_batch(chunk, first_line=first)))
-                first += len(chunk)
-            put(None)
-        except BaseException as exc:  # handed to the caller
-            put(exc)
+def _fork_context() -> Any:
+    import multiprocessing
 
-    thread = threading.Thread(target=work, name="jiliang-parse", daemon=True)
-    thread.start()
     try:
+        return multiprocessing.get_context("fork")
+    except ValueError:  # no fork on this platform
+        return None
+
+
+_FORK = _fork_context()
+
+
+def _parse_forever(parser: BatchParser, inbox: Any, outbox: Any) -> None:
+    """The child's loop: parse each batch it is sent and send the result back; ``None`` ends it."""
+    line = 1
+    while (chunk := inbox.get()) is not None:
+        try:
+            outbox.put((len(chunk), parser.parse_batch(chunk, first_line=line)))
+        except BaseException as exc:  # a parser bug: the caller raises it with the child's traceback
+            outbox.put(RuntimeError(f"parsing lines from {line}: " + "".join(
+                traceback.format_exception(exc)).rstrip()))
+            return
+        line += len(chunk)
+
+
+class _ParseProcess:
+    """A forked child that parses batches while the caller stores earlier ones (ADR 0010, session 5).
+
+    In one process the parser and the store took turns holding the interpreter lock: a parsing thread made
+    the ingest slower than parsing and storing one after the other, once storing had become fast.  The
+    child inherits the parser (and with it the registry snapshot) through ``fork``, never touches the
+    database, and exits with ``os._exit`` (the multiprocessing default for forked children), so the
+    connections it inherited are left alone.  At most two batches are in flight."""
+
+    def __init__(self, parser: BatchParser) -> None:
+        assert _FORK is not None
+        self.inbox = _FORK.Queue(maxsize=2)
+        self.outbox = _FORK.Queue(maxsize=2)
+        self.process = _FORK.Process(target=_parse_forever, args=(parser, self.inbox, self.outbox),
+                                     name="jiliang-parse", daemon=True)
+
+    def __enter__(self) -> _ParseProcess:
+        self.process.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        for q in (self.inbox, self.outbox):
+            q.cancel_join_thread()  # batches still queued are dropped, not waited for
+            q.close()
+
+    def run(self, chunks: Iterator[list[bytes | str]]) -> Iterator[tuple[int, ParseResult]]:
+        in_flight = 0
+        for chunk in itertools.islice(chunks, 2):
+            self.inbox.put(chunk)
+            in_flight += 1
+        while in_flight:
+            item = self._next()
+            in_flight -= 1
+            chunk = next(chunks, [])  # batches are never empty
+            if chunk:
+                self.inbox.put(chunk)
+                in_flight += 1
+            yield item
+        self.inbox.put(None)
+
+    def _next(self) -> tuple[int, ParseResult]:
         while True:
-            item = q.get()
-            if item is None:
-                return
+            try:
+                item = self.outbox.get(timeout=1.0)
+            except queue.Empty:
+                if not self.process.is_alive():
+                    raise RuntimeError(f"the parsing process ended unexpectedly (exit code "
+                                       f"{self.process.exitcode})") from None
+                continue
             if isinstance(item, BaseException):
                 raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+            result: tuple[int, ParseResult] = item
+            return result
 
 
 def _tune_sqlite() -> None:
