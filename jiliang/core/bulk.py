@@ -1,4 +1,4 @@
-"""Fast bulk inserts: COPY on PostgreSQL, executemany on SQLite, with primary keys allocated first.
+"""Fast bulk inserts: COPY on PostgreSQL, multi-row INSERT statements on SQLite, with primary keys allocated first.
 
 Callers run inside ``transaction.atomic()``.  Ids are allocated up front so that change-log rows written in
 the same transaction can name the objects they describe.
@@ -321,17 +321,16 @@ def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Iterabl
                 if buf:
                     copy.write("\n".join(buf) + "\n")
         else:
-            placeholders = ", ".join(["%s"] * len(columns))
-            sql = f'INSERT INTO "{table}" ({cols}) VALUES ({placeholders})'  # noqa: S608
+            head = f'INSERT INTO "{table}" ({cols})'
             batch: list[list[Any]] = []
             for r in rows:
                 batch.append([_sqlite_value(v) for v in r])
                 if len(batch) >= 5000:
-                    cur.executemany(sql, batch)
+                    sqlite_insert_columns(cur, head, list(zip(*batch, strict=True)))
                     n += len(batch)
                     batch = []
             if batch:
-                cur.executemany(sql, batch)
+                sqlite_insert_columns(cur, head, list(zip(*batch, strict=True)))
                 n += len(batch)
     return n
 

@@ -173,10 +173,9 @@ def _store(kind: str, rows: list[tuple[Any, ...]]) -> int:
 
         return _stage_and_insert(kind, write)[0]
     with connection.cursor() as cur:
-        marks = ", ".join(["%s"] * len(cols))
         before = connection.connection.total_changes
-        cur.executemany(f'INSERT OR IGNORE INTO "{table}" ({names}) VALUES ({marks})',  # noqa: S608
-                        [_sqlite_row(r) for r in rows])
+        bulk.sqlite_insert_columns(cur, f'INSERT OR IGNORE INTO "{table}" ({names})',
+                                   list(zip(*map(_sqlite_row, rows), strict=True)))
         return int(connection.connection.total_changes - before)
 
 
