@@ -434,7 +434,9 @@ class _ParseProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process.is_alive():
+        if exc[0] is None:  # every batch came back and the child was told to stop
+            self.process.join(timeout=5)
+        if self.process.is_alive():  # the caller stopped early (or the child hangs)
             self.process.kill()
         self.process.join()
         for q in (self.inbox, self.outbox):
