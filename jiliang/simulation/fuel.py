@@ -11,7 +11,7 @@ working nozzle (加油枪) is simulated hour by hour:
   (either sign) from ``drift_from_day`` (default: a random day leaving at least 7 days after it).
 - **tank gauge** (液位仪, ``tank.reading``) every ``reading_minutes``: the gross volume at the tank's
   temperature with white noise (``gauge_sd_l``), a slowly varying error (AR(1), ``gauge_slow_sd_l``,
-  ``gauge_slow_phi`` per reading) and more noise (``settle_sd_l``) in the first reading after a delivery;
+  ``gauge_slow_phi`` per hour, so the same error process whatever the interval) and more noise (``settle_sd_l``) in the first reading after a delivery;
   ``temp_c`` to 0.01 °C.  Optionally a scale error of the tank's volume table (``chart_error_sd_pct``).
 - **temperature**: the fuel relaxes towards the ground temperature (time constant 36 h) and a delivery
   mixes in fuel that is usually warmer; fuel expands by β ≈ 0.0012/°C (gasoline) or 0.00083/°C (diesel),
@@ -213,7 +213,8 @@ def simulate_fuel(city: City, *, seed: int, spec: FuelSpec | None = None,
         temp = g0 + rng.normal(0.0, 0.5)
         inv = capacity * rng.uniform(0.45, 0.9) / (1 + beta * (temp - 20.0))
         slow = rng.normal(0.0, spec.gauge_slow_sd_l)
-        slow_sd = spec.gauge_slow_sd_l * math.sqrt(1 - spec.gauge_slow_phi**2)
+        phi = spec.gauge_slow_phi ** (step_s / 3600.0)  # the slow error's correlation per reading
+        slow_sd = spec.gauge_slow_sd_l * math.sqrt(1 - phi**2)
         pending: float | None = None
         r_ml = np.empty(n_steps + 1, dtype=np.int64)
         r_temp = np.empty(n_steps + 1)
@@ -238,7 +239,7 @@ def simulate_fuel(city: City, *, seed: int, spec: FuelSpec | None = None,
                 t1 = t0 + step_s
                 ground_t = g0 + 0.05 * math.sin(2 * math.pi * t1 / 86400.0)
                 temp = ground_t + (temp - ground_t) * math.exp(-step_s / 3600.0 / RELAX_H)
-                slow = spec.gauge_slow_phi * slow + rng.normal(0.0, slow_sd)
+                slow = phi * slow + rng.normal(0.0, slow_sd)
             gross = inv * (1 + beta * (temp - 20.0)) * (1 + chart)
             noise = rng.normal(0.0, spec.gauge_sd_l) + slow + (rng.normal(0.0, spec.settle_sd_l) if settle else 0.0)
             r_ml[j] = round((gross + noise) * 1000)
