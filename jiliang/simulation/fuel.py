@@ -11,7 +11,8 @@ working nozzle (加油枪) is simulated hour by hour:
   (either sign) from ``drift_from_day`` (default: a random day leaving at least 7 days after it).
 - **tank gauge** (液位仪, ``tank.reading``) every ``reading_minutes``: the gross volume at the tank's
   temperature with white noise (``gauge_sd_l``), a slowly varying error (AR(1), ``gauge_slow_sd_l``,
-  ``gauge_slow_phi`` per hour, so the same error process whatever the interval) and more noise (``settle_sd_l``) in the first reading after a delivery;
+  ``gauge_slow_phi`` per hour, so the same error process whatever the interval) and more noise
+  (``settle_sd_l``) in the first reading after a delivery;
   ``temp_c`` to 0.01 °C.  Optionally a scale error of the tank's volume table (``chart_error_sd_pct``).
 - **temperature**: the fuel relaxes towards the ground temperature (time constant 36 h) and a delivery
   mixes in fuel that is usually warmer; fuel expands by β ≈ 0.0012/°C (gasoline) or 0.00083/°C (diesel),
