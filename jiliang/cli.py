@@ -288,11 +288,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
     regraded_on: list[Any] = [None]
     fuel_at: list[float] = [float("-inf")]
 
+    link = None
+    consume_of: list[int] | None = None
+    if args.stream:
+        from jiliang.monitoring.stream import JetStreamLink, StreamError, stream_prefix
+
+        try:
+            link = JetStreamLink(args.stream, partitions=args.partitions, stream=args.stream_name,
+                                 prefix=stream_prefix(args.stream_name))
+            consume_of = _partition_list(args.consume, args.partitions)
+        except (StreamError, ValueError) as exc:
+            if link is not None:
+                link.close()
+            return _fail(str(exc))
+        print(f"stream: {args.stream} stream {link.stream}, {args.partitions} partitions, consuming "
+              f"{'all' if args.consume is None else args.consume}", flush=True)
+
     def detect() -> None:
-        r = run_detectors()
-        opened = sum(d.opened for d in r.detectors)
-        if r.rows:
-            print(f"detectors: {r.rows} records analysed, {opened} alerts opened", flush=True)
+        if link is not None:  # the stream feed (ADR 0003): publish what is committed, analyse what is there
+            from jiliang.monitoring.stream import consume, publish_pending
+
+            pub = publish_pending(link)
+            got = consume(link, partitions=consume_of)
+            if pub.rows or got.rows:
+                print(f"stream: {pub.rows} records published in {pub.messages} messages; {got.rows} records "
+                      f"analysed from {got.messages} messages, {got.opened} alerts opened", flush=True)
+        else:
+            r = run_detectors()
+            opened = sum(d.opened for d in r.detectors)
+            if r.rows:
+                print(f"detectors: {r.rows} records analysed, {opened} alerts opened", flush=True)
         import time
 
         if time.monotonic() - fuel_at[0] >= FUEL_ALERTS_EVERY_S:  # a tank balance refits its whole window
@@ -326,19 +351,47 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 print(f"retention: {sum(pruned.deleted.values())} records before {pruned.before.date()} removed, "
                       f"{sum(pruned.kept.values())} kept as evidence", flush=True)
 
-    ingestor = MqttIngestor(host=args.mqtt_host, port=args.mqtt_port, topic=args.topic, client_id=args.client_id,
-                            batch_size=args.batch_size, on_batch=on_batch)
-    print(f"jiliang worker: MQTT {args.mqtt_host}:{args.mqtt_port} topic {args.topic} (client {args.client_id}); "
-          f"detectors every {args.detect_every:g} s", flush=True)
     try:
-        stats = ingestor.run(stop, every=detect, every_s=args.detect_every,
-                             on_ready=lambda: print("subscribed", flush=True))
-    except OSError as exc:
-        return _fail(f"cannot reach the MQTT broker at {args.mqtt_host}:{args.mqtt_port}: {exc}")
-    detect()
-    print(f"stopped: {stats.messages} messages, {stats.accepted} records stored, {stats.duplicates} duplicates, "
-          f"{stats.rejected} rejected", flush=True)
-    return 0
+        if args.no_mqtt:  # a detector worker only: the stream (or the database) is its input
+            print(f"jiliang worker: no MQTT; detectors every {args.detect_every:g} s", flush=True)
+            print("ready", flush=True)
+            while not stop.is_set():
+                detect()
+                stop.wait(args.detect_every)
+            print("stopped", flush=True)
+            return 0
+        ingestor = MqttIngestor(host=args.mqtt_host, port=args.mqtt_port, topic=args.topic,
+                                client_id=args.client_id, batch_size=args.batch_size, on_batch=on_batch)
+        print(f"jiliang worker: MQTT {args.mqtt_host}:{args.mqtt_port} topic {args.topic} (client {args.client_id}); "
+              f"detectors every {args.detect_every:g} s", flush=True)
+        try:
+            stats = ingestor.run(stop, every=detect, every_s=args.detect_every,
+                                 on_ready=lambda: print("subscribed", flush=True))
+        except OSError as exc:
+            return _fail(f"cannot reach the MQTT broker at {args.mqtt_host}:{args.mqtt_port}: {exc}")
+        detect()
+        print(f"stopped: {stats.messages} messages, {stats.accepted} records stored, {stats.duplicates} duplicates, "
+              f"{stats.rejected} rejected", flush=True)
+        return 0
+    finally:
+        if link is not None:
+            link.close()
+
+
+def _partition_list(text: str | None, partitions: int) -> list[int] | None:
+    """``--consume`` as partition numbers: "0,2,5-7" (None: all)."""
+    if text is None:
+        return None
+    out: list[int] = []
+    for item in text.split(","):
+        lo, _, hi = item.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise ValueError(f"--consume: {item!r} is not a partition number or range (e.g. 0,2,5-7)")
+        first, last = int(lo), int(hi or lo)
+        if first > last or last >= partitions:
+            raise ValueError(f"--consume: {item!r} is outside the stream's partitions 0-{partitions - 1}")
+        out.extend(range(first, last + 1))
+    return sorted(set(out))
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -526,13 +579,27 @@ def build_parser() -> argparse.ArgumentParser:
     wk = sub.add_parser("worker", help="stream consumers and scheduled jobs (MQTT ingestion, detectors)",
                         description="Subscribe to telemetry on MQTT (topic jiliang/v1/<kind>/<device>, QoS 1, "
                         "acknowledged only after the records are stored) and run the detectors periodically, "
-                        "until interrupted.")
+                        "until interrupted. With --stream the stored records go through the partitioned NATS "
+                        "JetStream stream to the detectors, which any number of workers can share.")
     wk.add_argument("--mqtt-host", default="127.0.0.1")
     wk.add_argument("--mqtt-port", type=int, default=1883)
     wk.add_argument("--topic", default="jiliang/v1/#", help="subscription filter (default jiliang/v1/#)")
     wk.add_argument("--client-id", default="jiliang-worker", help="stable id: the broker keeps its session")
     wk.add_argument("--batch-size", type=int, default=5000)
     wk.add_argument("--detect-every", type=float, default=60.0, help="seconds between detector runs")
+    wk.add_argument("--stream", metavar="URL", default=os.environ.get("JILIANG_NATS_URL") or None,
+                    help="NATS JetStream server (e.g. nats://127.0.0.1:4222; default $JILIANG_NATS_URL): publish "
+                    "stored records to the partitioned stream and run the detectors from it, so that several "
+                    "workers share the detection (without it: over the database)")
+    wk.add_argument("--stream-name", default="JILIANG_TELEMETRY",
+                    help="the JetStream stream (default JILIANG_TELEMETRY, subjects jiliang.telemetry.<partition>."
+                    "<kind>; another name NAME uses subjects jiliang.<name>.…)")
+    wk.add_argument("--partitions", type=int, default=8,
+                    help="partitions of the stream (fixed when the stream is created; default 8)")
+    wk.add_argument("--consume", metavar="LIST", default=None,
+                    help="the partitions this worker analyses, e.g. 0-3 or 0,2,5 (default: all; workers "
+                    "sharing partitions take turns safely)")
+    wk.add_argument("--no-mqtt", action="store_true", help="do not subscribe to MQTT (a detector worker only)")
     wk.set_defaults(func=cmd_worker)
 
     det = sub.add_parser("detect", help="run the detectors over telemetry not yet analysed",

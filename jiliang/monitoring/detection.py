@@ -355,12 +355,14 @@ def _covered(kind: str, after: int) -> bool:
     return mark is not None and after >= mark
 
 
-def _consume_segments(kind: str) -> None:
-    """Delete the kind's segments every enabled detector of the kind has read past, and raise its mark to
-    there (rows at or below it are read as rows again, e.g. by a detector enabled later)."""
+def _consume_segments(kind: str, keys: list[str] | None = None) -> None:
+    """Delete the kind's segments every enabled detector of the kind (or every cursor of ``keys``: the
+    stream publisher's) has read past, and raise its mark to there (rows at or below it are read as rows
+    again, e.g. by a detector enabled later)."""
     if kind not in _segment_columns():
         return
-    keys = [d.key for d in enabled_detectors() if d.kind == kind]
+    if keys is None:
+        keys = [d.key for d in enabled_detectors() if d.kind == kind]
     lasts = dict(DetectorCursor.objects.filter(key__in=keys).values_list("key", "last_id"))
     if not keys or len(lasts) < len(keys):
         return
@@ -809,24 +811,30 @@ def _run_kind(kind: str, dets: list[Detector], chunk: int, reports: dict[str, De
             if top < end:
                 prefetch.request(kind, top, min(top + chunk, end), segments)
             for det in dets:
-                cursor, rep = cursors[det.key], reports[det.key]
-                mine = batch
-                if batch is not None and cursor.last_id > low:
-                    keep = batch["id"] > cursor.last_id
-                    mine = {k: v[keep] for k, v in batch.items()}
-                if mine is not None and mine["id"].size:
-                    mine = dict(mine)
-                    if det.key in EXTRAS:
-                        EXTRAS[det.key](mine)
-                    findings, state = det.run(mine, _load_state(cursor))
-                    _upsert_alerts(det.key, findings, rep)
-                    rep.rows += int(mine["id"].size)
-                    rep.findings += len(findings)
-                else:
-                    state = None
-                cursor.last_id = max(cursor.last_id, top)
-                _save_cursor(cursor, state)
+                detect_range(det, cursors[det.key], batch, low, top, reports[det.key])
             _consume_segments(kind)
+
+
+def detect_range(det: Detector, cursor: DetectorCursor, batch: dict[str, npt.NDArray[Any]] | None, low: int, top: int,
+                 report: DetectorReport) -> None:
+    """Run one detector over the rows of ``batch`` (the rows of the id range (``low``, ``top``], sorted by
+    device and time) past its cursor, open or update its alerts and move the cursor to ``top`` with the new
+    state -- inside the caller's transaction, which holds the cursor's row locked."""
+    mine = batch
+    if batch is not None and cursor.last_id > low:
+        keep = batch["id"] > cursor.last_id
+        mine = {k: v[keep] for k, v in batch.items()}
+    state = None
+    if mine is not None and mine["id"].size:
+        mine = dict(mine)
+        if det.key in EXTRAS:
+            EXTRAS[det.key](mine)
+        findings, state = det.run(mine, _load_state(cursor))
+        _upsert_alerts(det.key, findings, report)
+        report.rows += int(mine["id"].size)
+        report.findings += len(findings)
+    cursor.last_id = max(cursor.last_id, top)
+    _save_cursor(cursor, state)
 
 
 TRANSITIONS = {"new": {"triaged", "confirmed", "dismissed"}, "triaged": {"confirmed", "dismissed"},
