@@ -384,8 +384,8 @@ def _partition_list(text: str | None, partitions: int) -> list[int] | None:
         return None
     out: list[int] = []
     for item in text.split(","):
-        lo, _, hi = item.strip().partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()):
+        lo, dash, hi = item.strip().partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()):
             raise ValueError(f"--consume: {item!r} is not a partition number or range (e.g. 0,2,5-7)")
         first, last = int(lo), int(hi or lo)
         if first > last or last >= partitions:

@@ -147,3 +147,17 @@ def test_reminders_send_reports_counts_and_refuses_a_bad_date(dbfile: Path) -> N
     assert "reminders: 0 instruments due soon, 0 overdue" in empty.stdout
     bad = run(["reminders", "send", "--as-of", "23/11/2026"], dbfile)
     assert bad.returncode == 2 and "is not a date" in bad.stderr
+
+
+def test_worker_stream_options_are_checked_with_clear_errors(dbfile: Path) -> None:
+    from jiliang.cli import _partition_list
+
+    assert _partition_list(None, 8) is None
+    assert _partition_list("0,2,5-7,2", 8) == [0, 2, 5, 6, 7]
+    for bad in ("8", "3-1", "x", "1-", "-2"):
+        with pytest.raises(ValueError, match="--consume"):
+            _partition_list(bad, 8)
+    r = run(["worker", "--stream", "nats://127.0.0.1:1", "--no-mqtt"], dbfile)
+    assert r.returncode == 2 and "jiliang: error: cannot reach NATS at nats://127.0.0.1:1" in r.stderr
+    r = run(["worker", "--stream", "nats://127.0.0.1:1", "--stream-name", "a.b", "--no-mqtt"], dbfile)
+    assert r.returncode == 2 and "stream name 'a.b'" in r.stderr

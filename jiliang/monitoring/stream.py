@@ -169,9 +169,12 @@ class JetStreamLink:
 
         async def go() -> list[Any]:
             sub = await self._sub(partition)
+            info = await sub.consumer_info()
+            if not info.num_pending and not info.num_ack_pending:  # nothing to deliver nor to redeliver:
+                return []                                          # no need to wait out the fetch
             try:
                 msgs: list[Any] = await sub.fetch(batch, timeout=wait_s)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing within wait_s (either type)
+            except (TimeoutError, nats.errors.TimeoutError):  # nothing within wait_s (either type)
                 return []
             return msgs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import itertools
 
 import numpy as np
 import pytest
@@ -52,9 +53,9 @@ def test_id_parts_cover_the_range_without_gap_or_overlap(ids: list[int], max_row
     arr = np.array(ids, dtype=np.int64)
     parts = list(id_parts(arr, 0, 10_000, max_rows))
     assert parts[0][0] == 0 and parts[-1][1] == 10_000
-    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))  # consecutive ranges
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))  # consecutive ranges
     seen = np.concatenate([idx for _lo, _hi, idx in parts]) if parts else np.zeros(0, dtype=np.intp)
     assert sorted(seen.tolist()) == list(range(len(ids)))  # every row once
     for lo, hi, idx in parts:
-        assert idx.size <= max_rows and lo < hi or (not ids and lo == 0 and hi == 10_000)
+        assert (idx.size <= max_rows and lo < hi) or (not ids and lo == 0 and hi == 10_000)
         assert all(lo < arr[i] <= hi for i in idx.tolist())

@@ -58,8 +58,8 @@ def stream_name() -> Iterator[str]:
 
 
 def _worker(db: Path, name: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-u", "-m", "jiliang.cli", "worker", "--stream", URL, "--stream-name", name,
-                             "--partitions", "4", "--no-mqtt", "--detect-every", "0.2"],
+    return subprocess.Popen([sys.executable, "-u", "-m", "jiliang.cli", "worker", "--stream", URL,
+                             "--stream-name", name, "--partitions", "4", "--no-mqtt", "--detect-every", "0.2"],
                             env=_env(db), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
