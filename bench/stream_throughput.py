@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import sys
 import tempfile
 import time
@@ -32,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 URL = "nats://127.0.0.1:4222"
 
 
@@ -75,22 +73,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20261123)
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="jl-stream-"))
-    os.environ["JILIANG_HOME"] = str(home)
-    import psycopg
+    from telemetry_throughput import city_database, generate
 
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute("DROP DATABASE IF EXISTS jl_stream_bench")
-        c.execute("CREATE DATABASE jl_stream_bench")
-    os.environ["DATABASE_URL"] = "postgresql://postgres@127.0.0.1:5432/jl_stream_bench"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jiliang.config.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    city_database("postgresql", home, "jl_stream_bench")
     from django.db import connection
-
-    call_command("migrate", interactive=False, verbosity=0)
-    from telemetry_throughput import generate
 
     from jiliang.cli import main as jiliang
     from jiliang.engine.detectors import REGISTRY
@@ -99,9 +85,7 @@ def main() -> None:
     from jiliang.monitoring.ingest import registry_snapshot as snap
     from jiliang.monitoring.models import Alert, DetectorCursor, SegmentMark, TelemetrySegment
     from jiliang.monitoring.stream import JetStreamLink, publish_pending, stream_prefix
-    from jiliang.simulation.demo import build_demo
 
-    build_demo(scale="city", seed=20261123, fresh=True, progress=False, with_telemetry=False)
     devices, _places = snap()
     path = home / "telemetry.ndjson"
     typed = generate(devices, args.records, path, args.seed)

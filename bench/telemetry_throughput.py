@@ -134,29 +134,39 @@ def _report(prof: Any, what: str) -> None:
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(14)
 
 
-def run_backend(backend: str, n: int, naive_n: int, loop_n: int, seed: int) -> dict[str, Any]:
-    home = Path(tempfile.mkdtemp(prefix="jl-tel-"))
+def city_database(backend: str, home: Path, name: str) -> None:
+    """A fresh database (PostgreSQL ``name``, or SQLite under ``home``) with Django set up on it, migrated,
+    and the simulated city's registry (``build_demo --scale city`` without telemetry)."""
     os.environ["JILIANG_HOME"] = str(home)
     if backend == "postgresql":
         import psycopg
 
         with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute("DROP DATABASE IF EXISTS jl_tel_bench")
-            c.execute("CREATE DATABASE jl_tel_bench")
-        os.environ["DATABASE_URL"] = "postgresql://postgres@127.0.0.1:5432/jl_tel_bench"
+            c.execute(f"DROP DATABASE IF EXISTS {name}")
+            c.execute(f"CREATE DATABASE {name}")
+        os.environ["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{name}"
     else:
         os.environ["DATABASE_URL"] = f"sqlite:///{home}/bench.sqlite3"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jiliang.config.settings")
     import django
 
     django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    from jiliang.simulation.demo import build_demo
+
+    build_demo(scale="city", seed=20261123, fresh=True, progress=False, with_telemetry=False)
+
+
+def run_backend(backend: str, n: int, naive_n: int, loop_n: int, seed: int) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix="jl-tel-"))
+    city_database(backend, home, "jl_tel_bench")
     import datetime as dt
 
     import numpy as np
-    from django.core.management import call_command
     from django.db import connection, transaction
 
-    call_command("migrate", interactive=False, verbosity=0)
     from jiliang.cli import main as jiliang
     from jiliang.engine.detectors import REGISTRY
     from jiliang.monitoring.detection import run_detectors
@@ -164,9 +174,7 @@ def run_backend(backend: str, n: int, naive_n: int, loop_n: int, seed: int) -> d
     from jiliang.monitoring.ingest import registry_snapshot as snap
     from jiliang.monitoring.models import MeterReading
     from jiliang.monitoring.partitions import ensure_partitions
-    from jiliang.simulation.demo import build_demo
 
-    build_demo(scale="city", seed=20261123, fresh=True, progress=False, with_telemetry=False)
     devices, _places = snap()
     path = home / "telemetry.ndjson"
     t = time.perf_counter()
