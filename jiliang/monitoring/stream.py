@@ -238,20 +238,17 @@ def _messages(link: JetStreamLink, kind: str, batch: dict[str, npt.NDArray[Any]]
     and an empty message for a partition without any."""
     out: list[tuple[str, bytes, dict[str, str]]] = []
     names = ["id", "device", "ts", *(c for c in SOURCES[kind][1] if c not in ("id", "device_id", SOURCES[kind][2]))]
-    if batch is None:
-        batch = {c: np.zeros(0, dtype=object if kind == "charger.session" and c == "ocmf" else np.float64
-                             if c == "ts" else np.int64) for c in names}
-    part = np.zeros(batch["id"].size, dtype=np.int64)
-    if batch["id"].size:
-        devices = groups(np.asarray(batch["device"], dtype=np.int64))[0]
-        place = det_mod._per_row(batch, det_mod.load_extras()["place_of"], -devices)
-        part = partition_of(place, link.partitions)
+    if batch is None or not batch["id"].size:  # no rows: an empty message per partition keeps the ranges whole
+        return [(link.subject(p, kind), b"", {"Nats-Msg-Id": f"{kind}:{low}:{top}:{p}", "Jiliang-Kind": kind,
+                 "Jiliang-Low": str(low), "Jiliang-Top": str(top)}) for p in range(link.partitions)], 0
+    devices = groups(np.asarray(batch["device"], dtype=np.int64))[0]
+    part = partition_of(det_mod._per_row(batch, det_mod.load_extras()["place_of"], -devices), link.partitions)
     max_rows = max(1, int(PAYLOAD_SHARE * link.max_payload / _row_bytes(batch)))
     for p in range(link.partitions):
         rows = np.flatnonzero(part == p)
         for lo, hi, idx in id_parts(batch["id"][rows], low, top, max_rows):
             sel = rows[idx]
-            payload = encode_batch({c: batch[c][sel] for c in names})
+            payload = encode_batch({c: batch[c][sel] for c in names}) if sel.size else b""
             headers = {"Nats-Msg-Id": f"{kind}:{lo}:{hi}:{p}", "Jiliang-Kind": kind, "Jiliang-Low": str(lo),
                        "Jiliang-Top": str(hi)}
             out.append((link.subject(p, kind), payload, headers))

@@ -5,7 +5,6 @@ subjects, deleted afterwards."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -204,4 +203,3 @@ def test_the_loop_thread_is_not_left_running(make_link: Any) -> None:
     link = make_link(partitions=1)
     link.close()
     assert not link._thread.is_alive()
-    assert asyncio.iscoroutinefunction(link._ensure_stream)

@@ -78,9 +78,8 @@ def _done(db: Path) -> bool:
         top = _q(db, f'SELECT coalesce(max(id), 0) FROM "{table}"')[0][0]  # noqa: S608
         if cursors.get(f"stream.publish:{kind}", -1) != top:
             return False
-    parts = [v for k, v in cursors.items() if "@" in str(k)]
-    return bool(parts) and all(v == max(parts) or v >= 0 for v in parts) and all(
-        cursors[k] == cursors[f"stream.publish:{_kind(str(k))}"] for k in cursors if "@" in str(k))
+    parts = [str(k) for k in cursors if "@" in str(k)]
+    return bool(parts) and all(cursors[k] == cursors[f"stream.publish:{_kind(k)}"] for k in parts)
 
 
 def _kind(key: str) -> str:
