@@ -269,6 +269,62 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+JOB_LEASE_S = 3600.0  # a scheduled job's claim lasts this long; a worker that died holding it is taken over
+
+
+def _run_once(name: str, period: str, job: Any) -> bool:
+    """Run ``job`` if this worker wins ``name`` for ``period`` (a lease shared by every worker).  True when the
+    period is done — by this worker or another; False while another worker holds it (asked again next
+    time: if that worker dies, its lease runs out and this one takes the job over)."""
+    import os
+    import socket
+
+    from jiliang.core.services import job_claim, job_done, job_release
+
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    claim = job_claim(name=name, period=period, holder=holder, lease_s=JOB_LEASE_S)
+    if claim != "run":
+        return claim == "done"
+    try:
+        job()
+    except BaseException:
+        job_release(name=name, period=period, holder=holder)
+        raise
+    job_done(name=name, period=period, holder=holder)
+    return True
+
+
+def _fuel_job() -> None:
+    """The tank balances refit their whole window (fuel alerts), at most once per ``FUEL_ALERTS_EVERY_S``."""
+    from jiliang.monitoring.fuel import fuel_alerts_run
+
+    fuel = fuel_alerts_run()
+    print(f"fuel alerts: {fuel.tanks} tanks, {fuel.opened} opened, {fuel.updated} updated", flush=True)
+
+
+def _nightly_jobs() -> None:
+    """The nightly jobs: regrade the whole city's credit, due-date reminders, overdue cases, retention."""
+    from jiliang.accounts.models import SystemPrincipal
+    from jiliang.supervision.services import credit_regrade
+
+    report = credit_regrade(actor=SystemPrincipal("system:worker"))
+    print(f"credit regraded: {report.entities} entities, {report.changed} changed", flush=True)
+    from jiliang.verification.services import reminders_send
+
+    rem = reminders_send()
+    print(f"reminders: {rem.due_soon} due soon, {rem.overdue} overdue, {rem.emails} e-mails", flush=True)
+    from jiliang.supervision.services import case_escalate_overdue
+
+    esc = case_escalate_overdue(actor=SystemPrincipal("system:worker"))
+    print(f"cases: {esc.reminded} rectification due, {esc.escalated} escalated", flush=True)
+    from jiliang.monitoring.partitions import prune_expired
+
+    pruned = prune_expired()
+    if pruned is not None:
+        print(f"retention: {sum(pruned.deleted.values())} records before {pruned.before.date()} removed, "
+              f"{sum(pruned.kept.values())} kept as evidence", flush=True)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """MQTT ingestion and the periodic detector run, until interrupted (SIGINT/SIGTERM)."""
     import signal
@@ -286,7 +342,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
               f"{report.rejected} rejected", flush=True)
 
     regraded_on: list[Any] = [None]
-    fuel_at: list[float] = [float("-inf")]
+    fuel_at: list[str | None] = [None]
 
     link = None
     consume_of: list[int] | None = None
@@ -318,38 +374,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
             opened = sum(d.opened for d in r.detectors)
             if r.rows:
                 print(f"detectors: {r.rows} records analysed, {opened} alerts opened", flush=True)
+        import datetime as dt
         import time
 
-        if time.monotonic() - fuel_at[0] >= FUEL_ALERTS_EVERY_S:  # a tank balance refits its whole window
-            from jiliang.monitoring.fuel import fuel_alerts_run
-
-            fuel = fuel_alerts_run()
-            fuel_at[0] = time.monotonic()
-            print(f"fuel alerts: {fuel.tanks} tanks, {fuel.opened} opened, {fuel.updated} updated", flush=True)
         from django.utils import timezone
 
+        # scheduled jobs: once per period across all workers (a lease in the database, jiliang.core.services)
+        start = dt.datetime.fromtimestamp(time.time() // FUEL_ALERTS_EVERY_S * FUEL_ALERTS_EVERY_S, dt.UTC)
+        hour = start.isoformat(timespec="minutes")  # the period's start: ISO strings sort in time order
+        if fuel_at[0] != hour and _run_once("fuel-alerts", hour, _fuel_job):
+            fuel_at[0] = hour
         today = timezone.localdate()
-        if regraded_on[0] != today:  # the nightly job: regrade the whole city's credit once a day
-            from jiliang.accounts.models import SystemPrincipal
-            from jiliang.supervision.services import credit_regrade
-
-            report = credit_regrade(actor=SystemPrincipal("system:worker"))
+        if regraded_on[0] != today and _run_once("nightly", today.isoformat(), _nightly_jobs):
             regraded_on[0] = today
-            print(f"credit regraded: {report.entities} entities, {report.changed} changed", flush=True)
-            from jiliang.verification.services import reminders_send
-
-            rem = reminders_send()
-            print(f"reminders: {rem.due_soon} due soon, {rem.overdue} overdue, {rem.emails} e-mails", flush=True)
-            from jiliang.supervision.services import case_escalate_overdue
-
-            esc = case_escalate_overdue(actor=SystemPrincipal("system:worker"))
-            print(f"cases: {esc.reminded} rectification due, {esc.escalated} escalated", flush=True)
-            from jiliang.monitoring.partitions import prune_expired
-
-            pruned = prune_expired()
-            if pruned is not None:
-                print(f"retention: {sum(pruned.deleted.values())} records before {pruned.before.date()} removed, "
-                      f"{sum(pruned.kept.values())} kept as evidence", flush=True)
 
     try:
         if args.no_mqtt:  # a detector worker only: the stream (or the database) is its input

@@ -83,3 +83,26 @@ class ChangeLog(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError("the change log is append-only")
+
+
+class JobLease(models.Model):
+    """A scheduled job (定时任务) shared by several workers: which period it last finished and who holds it now.
+
+    ``jiliang worker`` runs the nightly jobs (credit regrade, reminders, case escalation, retention) and the
+    hourly fuel refit; with several workers (ADR 0013) each period's run is claimed here first, so exactly
+    one worker runs it.  A claim is a lease: a worker that dies mid-job leaves ``lease_until`` behind, and
+    once it has passed another worker takes the job over (see :mod:`jiliang.core.services`)."""
+
+    name = models.CharField(_("任务"), max_length=64, primary_key=True)
+    done_period = models.CharField(_("已完成周期"), max_length=32, blank=True, default="")
+    period = models.CharField(_("进行中周期"), max_length=32, blank=True, default="")
+    holder = models.CharField(_("执行者"), max_length=128, blank=True, default="")
+    lease_until = models.DateTimeField(_("租约到期"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("完成时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("定时任务")
+        verbose_name_plural = _("定时任务")
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.done_period}"
