@@ -188,6 +188,10 @@ def test_too_few_readings_gives_nan_not_an_error() -> None:
     ({"temp_c": [20.0]}, "one value per reading"),
     ({"sale_h": [1.0]}, "same length"),
     ({"beta_prior": (0.001, 0.0)}, "sd must be positive"),
+    ({"lags_h": 0.0}, "lags_h must be positive"),
+    ({"drift_noise": (4.0, 1.0, 1.0)}, "drift_noise must be"),
+    ({"drift_noise": (0.0, 0.0, 0.5)}, "drift_noise must be"),
+    ({"drift_noise": (-1.0, 1.0, 0.5)}, "drift_noise must be"),
 ])
 def test_bad_input_is_refused(kwargs: dict[str, object], message: str) -> None:
     args: dict[str, object] = {"reading_h": np.arange(10.0), "gauge_l": np.full(10, 100.0), "sale_h": [1.5, 2.5],
@@ -269,6 +273,35 @@ def test_reml_finds_the_noise_and_the_margin_is_conservative() -> None:
     assert 10 < dispensers._long_run(best) < 16, best
     assert 3 < best[0] < 5  # the white part
     assert dispensers._long_run(dispensers._reml_noise(t, x, y, cut=1.0)) >= dispensers._long_run(best)
+
+
+def test_reml_noise_shape_is_per_hour_whatever_the_reading_interval() -> None:
+    # the same gauge read every 15 minutes: white 2 L, slow 1 L whose correlation after one hour is 0.88
+    # (0.88^¼ ≈ 0.968 per reading — beyond a per-reading grid that stopped at 0.95)
+    rng = np.random.default_rng(6)
+    n = 4000
+    t = np.arange(n) * 0.25
+    phi = 0.88**0.25
+    slow = np.zeros(n)
+    for i in range(1, n):
+        slow[i] = phi * slow[i - 1] + rng.normal(0, np.sqrt(1 - phi**2))
+    x = np.column_stack([np.ones(n), t])
+    y = x @ [100.0, -0.5] + rng.normal(0, 2, n) + slow
+    white, slow_var, phi_est = dispensers._reml_noise(t, x, y, cut=0.0)
+    assert 0.95 < phi_est < 0.985, phi_est
+    true_lrv = 4.0 + 1.0 * (1 + phi) / (1 - phi)
+    assert 0.7 * true_lrv < dispensers._long_run((white, slow_var, phi_est)) < 1.4 * true_lrv
+
+
+def test_a_known_gauge_noise_replaces_the_estimate_in_the_drift_test() -> None:
+    # the small nozzle's drift of the test below, tested against the gauge's true noise (flagged) and
+    # against a noise ten times the truth (the same data are then no evidence)
+    t = upto(tank(600, errors_pct=(0.05, -0.05, 0.0, 0.1), shares=(1, 1, 1, 0.6), drift=(3, 16, 0.3),
+                  slow_l=1.0, probe_sd_c=0.02, leak=0.2), 23)
+    known = fit(t, drift_noise=(4.0, 1.0, 0.8))
+    assert known.drift_flagged[3] and known.drift_score >= dispensers.DRIFT_Z
+    loud = fit(t, drift_noise=(400.0, 100.0, 0.8))
+    assert not loud.drift_flagged.any() and loud.drift_score < 0.5 * known.drift_score
 
 
 def test_temperature_smoothing_keeps_a_quadratic_and_a_delivery_jump() -> None:

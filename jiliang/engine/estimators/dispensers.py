@@ -125,7 +125,7 @@ T_REF_C = 20.0
 BETA_PRIOR = (0.00105, 0.00025)  # thermal expansion of the fuel, 1/°C: gasoline ≈ 0.0012, diesel ≈ 0.0008
 SETTLE_H = 1.0                   # readings this soon after a delivery are left out
 TEMP_SMOOTH_H = 6.0              # the gauge temperature is smoothed over ± this many hours (0: raw)
-LAGS = 24                        # variogram lags (readings) of the noise model
+LAGS_H = 24.0                    # variogram lags of the noise model, hours (so many readings at the median interval)
 MIN_READINGS = 6
 # Decisions (bench/fuel_accuracy.py measures the detection and false-alarm rates they give)
 LEAK_THRESHOLD_L_PER_H = 0.19    # half the 0.38 L/h (0.1 US gal/h) leak to be detected, as in EPA practice
@@ -142,7 +142,7 @@ Z95 = 1.959963984540054
 PERIOD_H = 24.0                  # the evidence's per-period nozzle errors: one a day
 PERIOD_MIN_L = 100.0             # a period's error is shown only when the nozzle sold at least this much
 # the drift test's noise shapes (REML grid): AR(1) coefficient per reading interval, slow/white variance ratio
-NOISE_PHI = (0.5, 0.65, 0.75, 0.82, 0.88, 0.92, 0.95)
+NOISE_PHI = (0.5, 0.65, 0.75, 0.82, 0.88, 0.92, 0.95)  # the slow noise's correlation after one hour
 NOISE_RHO = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
@@ -286,6 +286,11 @@ def _variogram_noise(r: FloatArray, lags: int) -> tuple[float, float, float]:
     return float(white[i]), float(slow[i]), float(phi[i])
 
 
+def _interval_h(t: FloatArray) -> float:
+    """The median interval between readings, hours (1 for fewer than two readings)."""
+    return float(np.median(np.diff(t))) if t.size > 1 else 1.0
+
+
 def _long_run(noise: tuple[float, float, float]) -> float:
     white, slow, phi = noise
     return white + slow * (1 + phi) / (1 - phi)
@@ -390,8 +395,7 @@ class _Whitener:
     def __init__(self, t: FloatArray, noise: tuple[float, float, float]) -> None:
         white, slow, phi = noise
         dt = np.diff(t)
-        step = float(np.median(dt)) if dt.size else 1.0
-        self.p = np.concatenate([[0.0], phi ** (dt / step)])
+        self.p = np.concatenate([[0.0], phi ** (dt / _interval_h(t))])
         white = max(white, 1e-9 * (white + slow) + 1e-12)
         diag = white * (1 + self.p**2) + slow * (1 - self.p**2)
         diag[0] = white + slow
@@ -430,14 +434,16 @@ class _Whitener:
 
 def _reml_noise(t: FloatArray, x: FloatArray, y: FloatArray, cut: float) -> tuple[float, float, float]:
     """The noise model for the drift test, by restricted maximum likelihood (REML) over a grid of shapes
-    (``NOISE_PHI`` × ``NOISE_RHO`` and white alone), the white variance profiled.  Of the shapes within
+    (``NOISE_PHI`` — per hour, so ``φ^interval`` per reading — × ``NOISE_RHO`` and white alone), the white
+    variance profiled; φ is returned per median reading interval.  Of the shapes within
     ``cut`` of the best log-likelihood the one with the *largest long-run variance* is taken: with a week or
     two of readings the slow part is poorly told from the white one, and taking the least favourable shape
     the data allow keeps a short record from understating the noise a change is tested against."""
     k, p = x.shape
     z = np.column_stack([x, y])
     rows = []
-    for phi, rho in [(0.5, 0.0)] + [(f, r) for f in NOISE_PHI for r in NOISE_RHO]:
+    step_h = _interval_h(t)
+    for phi, rho in [(0.5, 0.0)] + [(f**step_h, r) for f in NOISE_PHI for r in NOISE_RHO]:
         w = _Whitener(t, (1.0, rho, phi))
         zw = w(z)
         g = zw.T @ zw
@@ -504,13 +510,14 @@ def _gls_scan(w: _Whitener, x: FloatArray, y: FloatArray, cw: FloatArray, beta_c
 def estimate_tank(*, reading_h: npt.ArrayLike, gauge_l: npt.ArrayLike, sale_h: npt.ArrayLike,
                   sale_nozzle: npt.ArrayLike, sale_l: npt.ArrayLike, n_nozzles: int,
                   temp_c: npt.ArrayLike | None = None, delivery_h: npt.ArrayLike | None = None,
-                  settle_h: float = SETTLE_H, beta_prior: tuple[float, float] = BETA_PRIOR, lags: int = LAGS,
-                  temp_smooth_h: float = TEMP_SMOOTH_H,
+                  settle_h: float = SETTLE_H, beta_prior: tuple[float, float] = BETA_PRIOR,
+                  lags_h: float = LAGS_H, temp_smooth_h: float = TEMP_SMOOTH_H,
                   drift_scan: bool = True, drift_window_h: float | None = None,
                   drift_step_h: float = DRIFT_STEP_H,
                   drift_threshold_pct: float = DRIFT_THRESHOLD_PCT, drift_z: float = DRIFT_Z,
                   drift_min_sales: int = DRIFT_MIN_SALES, drift_min_before_h: float = DRIFT_MIN_BEFORE_H,
                   drift_credibility: float = DRIFT_CREDIBILITY, drift_noise_cut: float = DRIFT_NOISE_CUT,
+                  drift_noise: tuple[float, float, float] | None = None,
                   series: bool = False, period_h: float = PERIOD_H) -> TankEstimate:
     """Fit one tank.  Times in hours on any common origin; volumes in litres; ``sale_nozzle`` is the
     0-based nozzle index of each sale; ``temp_c`` the gauge's temperature per reading (smoothed over
@@ -518,7 +525,10 @@ def estimate_tank(*, reading_h: npt.ArrayLike, gauge_l: npt.ArrayLike, sale_h: n
     after it; sales before the first or after the last usable reading are not used.  Changes are looked
     for at ``last reading − k × drift_step_h`` (k ≥ 1) within ``drift_window_h`` (``None``: the whole
     record) and at least ``drift_min_before_h`` after the first reading, unless ``drift_scan`` is false;
-    ``drift_noise_cut`` is the REML margin of the drift test's noise model.  ``series`` adds the balance
+    ``drift_noise_cut`` is the REML margin of the drift test's noise model; ``drift_noise`` — the gauge's
+    noise when it is known (white variance L², slow variance L², the slow part's correlation after one
+    hour), e.g. from a long record of the same gauge — replaces that estimate.  The residual variogram that
+    scales the intervals spans ``lags_h`` hours of readings.  ``series`` adds the balance
     and per-period errors an alert charts (:class:`TankSeries`, periods of ``period_h`` from time 0).
     Returns NaN estimates when there are too few readings for the unknowns; raises ``ValueError`` on
     malformed input."""
@@ -550,6 +560,11 @@ def estimate_tank(*, reading_h: npt.ArrayLike, gauge_l: npt.ArrayLike, sale_h: n
         raise ValueError("drift_step_h must be positive")
     if temp_smooth_h < 0 or drift_noise_cut < 0:
         raise ValueError("temp_smooth_h and drift_noise_cut must not be negative")
+    if lags_h <= 0:
+        raise ValueError("lags_h must be positive")
+    if drift_noise is not None and not (len(drift_noise) == 3 and drift_noise[0] >= 0 and drift_noise[1] >= 0
+                                        and drift_noise[0] + drift_noise[1] > 0 and 0 <= drift_noise[2] < 1):
+        raise ValueError("drift_noise must be (white variance ≥ 0, slow variance ≥ 0, 0 ≤ φ < 1), not both zero")
     order = np.argsort(t, kind="stable")
     t, g = t[order], g[order]
     if temp is not None:
@@ -597,6 +612,7 @@ def estimate_tank(*, reading_h: npt.ArrayLike, gauge_l: npt.ArrayLike, sale_h: n
     x, y = xy[:, :-1], xy[:, -1]
     leak_col = active.size
     n_seg = int(starts.size)
+    lags = max(2, round(lags_h / _interval_h(tk)))
     fit = _fit(x, y, beta_col, beta_prior, lags, n_seg)
     if fit is None:
         return _empty(n_nozzles, sales, int(n_k), n_seg)
@@ -638,13 +654,14 @@ def estimate_tank(*, reading_h: npt.ArrayLike, gauge_l: npt.ArrayLike, sale_h: n
             local = np.searchsorted(active, keys)  # column of each candidate's nozzle error
             dummies = (seg[:, None] == seg[starts][None, :]).astype(np.float64)
             xg = np.column_stack([*cols, dummies])  # the level form with a column per segment, for GLS
-            noise = fit.noise
+            noise = fit.noise if drift_noise is None else (drift_noise[0], drift_noise[1],
+                                                            drift_noise[2] ** _interval_h(tk))
             first = True
             while True:
                 live = ~np.isin(keys, list(changes))
                 sc = scan(noise)
                 best = _strongest(sc, local, live, drift_threshold_pct)
-                if best is not None and abs(sc.z[best]) >= DRIFT_PRESCREEN * drift_z:
+                if drift_noise is None and best is not None and abs(sc.z[best]) >= DRIFT_PRESCREEN * drift_z:
                     # the noise re-estimated with the change in the model (without it the model is misfit)
                     noise = _reml_noise(tk, np.column_stack([xg, cand[:, best]]), level, drift_noise_cut)
                     sc = scan(noise)
