@@ -76,7 +76,7 @@ and the day (bench/RESULTS.md).
 
 **Intervals.**  Gauge noise is not independent from hour to hour (waves, stratification, a probe that
 drifts slowly), and every regressor varies slowly, so what matters is the noise's *long-run* variance:
-a white + AR(1) model is fitted to the residual variogram over ``lags`` readings and its spectral density
+a white + AR(1) model is fitted to the residual variogram over ``lags_h`` hours and its spectral density
 at zero (never less than the residual variance) scales the ordinary least-squares covariance of the
 errors and the leak.  95 % intervals are ±1.96 standard errors.
 
