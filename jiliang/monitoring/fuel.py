@@ -163,8 +163,10 @@ def dispenser_estimates(*, window_days: int = WINDOW_DAYS, drift_days: int | Non
     (when the largest change found started), ``drift_p`` (its attribution to this nozzle), ``drift_flagged``,
     and the tank's ``leak_l_per_h``, ``leak_ci95``, ``leak_detected`` and ``tank_noise_sd_l`` (the balance's
     scatter per reading: a few litres; tens or hundreds mean the records do not add up — a missing
-    delivery or nozzle).  Values that cannot be estimated are null.  ``until`` defaults to the latest
-    gauge reading; ``drift_days`` limits how far back a drift may start (default: the whole window)."""
+    delivery or nozzle) and ``tank_reading_minutes`` (the gauge's median reading interval: a drift is found
+    sooner with readings every 15 minutes than every hour).  Values that cannot be estimated are null.
+    ``until`` defaults to the latest gauge reading; ``drift_days`` limits how far back a drift may start
+    (default: the whole window)."""
     if window_days < 2 or (drift_days is not None and drift_days < 1):
         raise ValueError("window_days must be at least 2 and drift_days at least 1")
     end = until or _latest_reading()
@@ -187,7 +189,8 @@ def dispenser_estimates(*, window_days: int = WINDOW_DAYS, drift_days: int | Non
 def _rows(est: TankEstimate, nozzles: list[Nozzle], places: dict[int, str],
           start: dt.datetime, mpe_of: Callable[[str], float]) -> list[dict[str, Any]]:
     leak = {"leak_l_per_h": _num(est.leak_l_per_h, 3), "leak_ci95": _num(est.leak_ci95, 3),
-            "leak_detected": est.leak_detected(), "tank_noise_sd_l": _num(est.noise_sd_l, 2)}
+            "leak_detected": est.leak_detected(), "tank_noise_sd_l": _num(est.noise_sd_l, 2),
+            "tank_reading_minutes": _num(est.reading_interval_h * 60, 1)}
     rows = []
     for j, n in enumerate(est.nozzles):
         if est.sales[j] == 0:
@@ -324,6 +327,7 @@ def _leak_evidence(est: TankEstimate, rec: _Records, place_key: str, tank: str, 
         "threshold_l_per_h": p.leak_threshold_l_per_h, "alpha": p.leak_alpha,
         "lost_l": _num(est.leak_l_per_h * (float(s.reading_h[-1] - s.reading_h[0]) if s is not None else 0.0), 1),
         "noise_sd_l": _num(est.noise_sd_l, 2), "readings": est.readings, "segments": est.segments,
+        "reading_minutes": _num(est.reading_interval_h * 60, 1),
         "window_from": _local_iso(rec.start), "window_to": _local_iso(rec.end),
         "balance": balance, "leak_line": line, "episode": "leak",
     }

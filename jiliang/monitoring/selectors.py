@@ -397,6 +397,7 @@ def _tank_leak(ev: Mapping[str, Any], unit: str) -> EvidenceView:
         (_("报警阈值（升/小时）"), _num(ev["threshold_l_per_h"], 2)),
         (_("窗口内估计损失（升）"), _num(ev.get("lost_l") or 0, 1)),
         (_("液位仪读数噪声（升）"), _num(ev.get("noise_sd_l") or 0, 2)),
+        (_("液位仪读数间隔（分钟）"), _num(ev["reading_minutes"], 1) if ev.get("reading_minutes") else "—"),
         (_("分析窗口"), _window(ev)),
     ])
 

@@ -37,6 +37,7 @@ def test_small_city_leak_and_drift_found_against_the_ground_truth() -> None:
     assert leaking == set(truth.leaking_tanks)
     for r in rows:
         assert r["leak_l_per_h"] is not None and r["leak_ci95"] is not None and 1 < r["tank_noise_sd_l"] < 5
+        assert r["tank_reading_minutes"] == 60.0  # the simulator's hourly gauge
         if f"{r['place']}/{r['tank']}" in truth.leaking_tanks:
             assert abs(r["leak_l_per_h"] - 0.38) < 2 * r["leak_ci95"] + 0.05
     (drifting,) = truth.drifting_nozzles

@@ -16,6 +16,7 @@ from jiliang.engine.estimators.dispensers import DRIFT_Z
 from jiliang.monitoring.fuel import DRIFT, LEAK, fuel_alert_params, fuel_alerts_run
 from jiliang.monitoring.ingest import ingest_lines
 from jiliang.monitoring.models import Alert
+from jiliang.monitoring.selectors import alert_evidence
 from jiliang.registry.models import Instrument
 from jiliang.simulation.city import generate_city
 from jiliang.simulation.fuel import FuelSpec, FuelTruth, generate_fuel
@@ -56,6 +57,9 @@ def test_leak_and_drift_alerted_healthy_quiet(fuel_city: FuelTruth) -> None:
     ev = leak.evidence
     assert abs(ev["leak_l_per_h"] - 0.38) < 2 * ev["leak_ci95"] + 0.05 and ev["leak_lower_l_per_h"] > 0
     assert ev["threshold_l_per_h"] == 0.19 and ev["episode"] == "leak"
+    assert ev["reading_minutes"] == 60.0  # the simulator's hourly gauge: shown beside the leak
+    facts = dict(alert_evidence(leak).facts)
+    assert facts["液位仪读数间隔（分钟）"] == "60.0"
     # the balance chart: [local time, litres] points falling along the leak line over the window
     assert 100 <= len(ev["balance"]) <= 240 and all(len(p) == 2 for p in ev["balance"])
     assert ev["balance"][0][0] >= ev["window_from"] and ev["balance"][-1][0] <= ev["window_to"]
