@@ -100,3 +100,13 @@ def test_of_many_workers_claiming_at_once_exactly_one_runs_the_period() -> None:
         t.join()
     assert not errors, errors
     assert sorted(results) == ["p1", "p2", "p3"]
+
+
+def test_the_admin_shows_the_leases_and_cannot_change_them(world: Any, client: Any) -> None:
+    job_claim(name="nightly", period="2026-11-23", holder="host:1", lease_s=60)
+    client.force_login(world.users["admin"])
+    page = client.get("/admin/core/joblease/")
+    assert page.status_code == 200 and "host:1" in page.content.decode()
+    assert client.get("/admin/core/joblease/add/").status_code == 403
+    assert client.post("/admin/core/joblease/nightly/delete/", {"post": "yes"}).status_code == 403
+    assert JobLease.objects.filter(name="nightly").exists()
