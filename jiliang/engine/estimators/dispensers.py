@@ -141,7 +141,7 @@ DRIFT_CREDIBILITY = 0.95         # the nozzles flagged for a drift hold this muc
 Z95 = 1.959963984540054
 PERIOD_H = 24.0                  # the evidence's per-period nozzle errors: one a day
 PERIOD_MIN_L = 100.0             # a period's error is shown only when the nozzle sold at least this much
-# the drift test's noise shapes (REML grid): AR(1) coefficient per reading interval, slow/white variance ratio
+# the drift test's noise shapes (REML grid): the slow part's AR(1) coefficient after one hour, slow/white variance ratio
 NOISE_PHI = (0.5, 0.65, 0.75, 0.82, 0.88, 0.92, 0.95)  # the slow noise's correlation after one hour
 NOISE_RHO = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 
