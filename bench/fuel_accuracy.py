@@ -12,6 +12,8 @@ deliveries, thermal expansion) with **half the tanks leaking 0.38 L/h** (0.1 US 
   the delay from the onset to the first run whose alarm names the drifting nozzle among its suspects, and
   to the first run where it is the top suspect; suspects per alarm; false drift alarms — nozzles flagged
   on a run while their tank had no drift yet;
+- **bound**: each drifting nozzle's tank fitted on the 7 days after the onset with the simulator's true gauge
+  noise and changes looked for only since the true onset — what the data allow at the same alarm level;
 - **accuracy**: each non-drifting nozzle's error from the whole-window fit against its true error;
 - **speed**: the fleet estimator against a naive per-period Python loop that builds the same base model
   (temperature smoothed reading by reading with ``numpy.polyfit``, a dense design with one dummy column per
@@ -19,6 +21,7 @@ deliveries, thermal expansion) with **half the tanks leaking 0.38 L/h** (0.1 US 
 
     .venv/bin/python bench/fuel_accuracy.py --seeds 10                    # seeds 1–10 (the reference set)
     .venv/bin/python bench/fuel_accuracy.py --seeds 10 --first-seed 11    # seeds 11–20 (confirmation)
+    .venv/bin/python bench/fuel_accuracy.py --seeds 10 --reading-minutes 15   # a quarter-hour gauge
 
 The drift threshold and the noise model's settings were chosen on seeds 1–10; seeds 11–20 confirm them.
 """
