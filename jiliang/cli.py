@@ -431,6 +431,40 @@ def _partition_list(text: str | None, partitions: int) -> list[int] | None:
     return sorted(set(out))
 
 
+def cmd_stream_status(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import orjson
+
+    from jiliang.monitoring.stream import JetStreamLink, StreamError, stream_prefix, stream_status
+
+    try:
+        link = JetStreamLink(args.stream, partitions=args.partitions, stream=args.stream_name,
+                             prefix=stream_prefix(args.stream_name), create=False)
+    except StreamError as exc:
+        return _fail(str(exc))
+    try:
+        status = stream_status(link)
+    finally:
+        link.close()
+    if args.format == "json":
+        data = dataclasses.asdict(status)
+        for row, part in zip(data["partitions"], status.partitions, strict=True):
+            row["state"] = part.state
+        sys.stdout.write(orjson.dumps(data).decode() + "\n")
+        return 0
+    print(f"stream {status.stream}: {status.messages:,} messages, {status.bytes / 1e6:,.1f} MB, oldest "
+          f"{status.oldest or '-'}; published up to " + (", ".join(f"{k} {v:,}" for k, v in status.published.items())
+                                                         or "nothing yet"))
+    print("partition\tstate\twaiting\tin analysis\tredelivered\tbehind (record ids)")
+    for p in status.partitions:
+        behind = ", ".join(f"{k} {v:,}" for k, v in p.behind.items() if v) or "-"
+        print(f"{p.partition}\t{p.state}\t{'-' if p.pending is None else p.pending}\t"
+              f"{'-' if p.ack_pending is None else p.ack_pending}\t{'-' if p.redelivered is None else p.redelivered}"
+              f"\t{behind}")
+    return 0
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from jiliang.core.errors import JiliangError
     from jiliang.monitoring.detection import run_detectors
@@ -638,6 +672,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "sharing partitions take turns safely)")
     wk.add_argument("--no-mqtt", action="store_true", help="do not subscribe to MQTT (a detector worker only)")
     wk.set_defaults(func=cmd_worker)
+
+    sst = sub.add_parser("stream", help="the NATS JetStream feed of the detector workers",
+                         description="status: the stream's size, the oldest record it still holds, and per "
+                         "partition its consumer (messages waiting, being analysed, handed back) and how many "
+                         "record ids its detectors are behind the publisher, per kind. State gap: the stream no "
+                         "longer holds a range the partition has not analysed (kept past its retention).")
+    sst_sub = sst.add_subparsers(dest="stream_command", required=True)
+    ss = sst_sub.add_parser("status", help="size, lag and state of every partition")
+    ss.add_argument("--stream", metavar="URL", default=os.environ.get("JILIANG_NATS_URL") or "nats://127.0.0.1:4222",
+                    help="NATS server (default $JILIANG_NATS_URL, else nats://127.0.0.1:4222)")
+    ss.add_argument("--stream-name", default="JILIANG_TELEMETRY", help="the stream (default JILIANG_TELEMETRY)")
+    ss.add_argument("--partitions", type=int, default=8, help="partitions the stream was made with (default 8)")
+    ss.add_argument("--format", choices=["json", "table"], default="table")
+    ss.set_defaults(func=cmd_stream_status)
 
     det = sub.add_parser("detect", help="run the detectors over telemetry not yet analysed",
                          description="Run every enabled detector over the records stored since its last run; "

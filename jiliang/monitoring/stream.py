@@ -85,15 +85,18 @@ def partition_key(detector: str, partition: int) -> str:
 
 class JetStreamLink:
     """A synchronous handle on NATS JetStream for the worker (nats-py is asyncio): the client lives on its
-    own event loop in a thread; every call waits for its result.  Creates the stream when it is missing and
-    refuses one made for another partition count."""
+    own event loop in a thread; every call waits for its result.  Creates the stream when it is missing
+    (unless ``create`` is false: then a missing stream is an error) and refuses one made for another
+    partition count."""
 
     def __init__(self, url: str, *, stream: str = STREAM, prefix: str = PREFIX, partitions: int = PARTITIONS,
-                 ack_wait_s: float = ACK_WAIT_S, max_age_s: float = MAX_AGE_S, timeout_s: float = 10.0) -> None:
+                 ack_wait_s: float = ACK_WAIT_S, max_age_s: float = MAX_AGE_S, timeout_s: float = 10.0,
+                 create: bool = True) -> None:
         if partitions < 1:
             raise StreamError("the stream needs at least one partition")
         self.url, self.stream, self.prefix, self.partitions = url, stream, prefix, partitions
         self.ack_wait_s, self.max_age_s, self.timeout_s = ack_wait_s, max_age_s, timeout_s
+        self.create = create
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="jiliang-nats", daemon=True)
         self._thread.start()
@@ -129,6 +132,8 @@ class JetStreamLink:
         try:
             info = await self.js.stream_info(self.stream)
         except NotFoundError:
+            if not self.create:
+                raise StreamError(f"there is no stream {self.stream} on {self.url}", code="not_found") from None
             await self.js.add_stream(StreamConfig(
                 name=self.stream, subjects=[f"{self.prefix}.>"], description=self.description,
                 retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, max_age=self.max_age_s,
@@ -411,3 +416,73 @@ def consume(link: JetStreamLink, *, partitions: Iterable[int] | None = None, fet
     finally:
         det_mod._REGISTRY_CACHE["pinned"] = False
     return report
+
+
+# --- status ------------------------------------------------------------------------------------------------
+
+@dataclass
+class PartitionStatus:
+    """One partition's consumer and how far its detectors are behind the publisher, per kind (in record
+    ids).  ``state``: ``idle`` (nothing behind, nothing to deliver), ``working`` (messages to deliver or
+    being analysed),
+    ``waiting`` (a message was handed back ``redelivered`` times: it waits for an earlier range — stuck if
+    that range is gone), ``gap`` (behind, yet the stream has nothing left to deliver: the range is no
+    longer in the stream — kept longer than its retention, or deleted — and must be analysed by
+    ``jiliang detect`` or skipped by moving the partition's cursors), ``new`` (no consumer yet)."""
+
+    partition: int
+    pending: int | None        # messages not delivered yet (None: the consumer does not exist yet)
+    ack_pending: int | None    # delivered, not acknowledged yet
+    redelivered: int | None
+    behind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        if self.pending is None:
+            return "new" if any(self.behind.values()) else "idle"
+        if self.pending == 0 and self.ack_pending == 0:
+            return "gap" if any(self.behind.values()) else "idle"
+        return "waiting" if self.redelivered else "working"
+
+
+@dataclass
+class StreamStatus:
+    stream: str
+    messages: int
+    bytes: int
+    oldest: str | None                 # time of the oldest message the stream still holds (RFC 3339)
+    published: dict[str, int]          # kind -> the publisher's cursor (largest id published)
+    partitions: list[PartitionStatus]
+
+
+def stream_status(link: JetStreamLink) -> StreamStatus:
+    """The stream's size and every partition's consumer and lag, for ``jiliang stream status``: read-only
+    (it creates no consumer and moves no cursor)."""
+    from nats.js.errors import NotFoundError
+
+    info = link._call(link.js.stream_info(link.stream))
+    published = dict(DetectorCursor.objects.filter(key__startswith="stream.publish:")
+                     .values_list("key", "last_id"))
+    published = {k.removeprefix("stream.publish:"): v for k, v in published.items()}
+    cursors = dict(DetectorCursor.objects.filter(key__contains="@").values_list("key", "last_id"))
+    dets = enabled_detectors()
+    out: list[PartitionStatus] = []
+    for p in range(link.partitions):
+        try:
+            ci = link._call(link.js.consumer_info(link.stream, f"detect-{p}"))
+            st = PartitionStatus(p, int(ci.num_pending or 0), int(ci.num_ack_pending or 0),
+                                 int(ci.num_redelivered or 0))
+        except NotFoundError:
+            st = PartitionStatus(p, None, None, None)
+        for kind, top in sorted(published.items()):
+            reads = [cursors.get(partition_key(d.key, p), 0) for d in dets if d.kind == kind]
+            st.behind[kind] = max(0, top - min(reads)) if reads else 0
+        out.append(st)
+    oldest = None
+    if info.state.messages:
+        try:
+            oldest = link._call(link.js.get_msg(link.stream, seq=info.state.first_seq)).time
+        except NotFoundError:  # expired between the two calls
+            oldest = None
+    return StreamStatus(link.stream, int(info.state.messages), int(info.state.bytes),
+                        None if oldest is None else str(oldest), published, out)

@@ -178,6 +178,11 @@ def test_a_message_ahead_of_its_partition_waits(make_link: Any, city_records: li
     assert report.early == 1 and report.messages == 0
     assert dict(DetectorCursor.objects.values_list("key", "last_id")) == cursors
     assert pub.messages > 0
+    import time
+
+    time.sleep(0.6)  # handed back with a 0.5 s delay: delivered again, handed back again
+    assert st.consume(link, max_rounds=1).early == 1
+    assert st.stream_status(link).partitions[0].state == "waiting"
     # the missing range arrives: both are taken, in order
     gap = {"Jiliang-Kind": "scale.txn", "Jiliang-Low": str(top), "Jiliang-Top": str(top + 100)}
     link.publish([(link.subject(0, "scale.txn"), empty, gap)])
@@ -203,3 +208,43 @@ def test_the_loop_thread_is_not_left_running(make_link: Any) -> None:
     link = make_link(partitions=1)
     link.close()
     assert not link._thread.is_alive()
+
+
+def test_status_shows_each_partitions_lag_and_a_range_the_stream_no_longer_holds(
+        make_link: Any, city_records: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import json
+
+    from jiliang import cli
+
+    ingest_lines([x.encode() for x in city_records[:3000]], source="t")
+    link = make_link(partitions=2)
+    pub = st.publish_pending(link, chunk=500)
+    status = st.stream_status(link)
+    assert status.messages == pub.messages and status.oldest is not None
+    assert "scale.txn" in status.published and set(status.published) <= set(st.SOURCES)
+    assert all(v == DetectorCursor.objects.get(key=st.publish_key(k)).last_id for k, v in status.published.items())
+    assert [p.state for p in status.partitions] == ["new", "new"]  # nobody consumed yet
+    assert all(p.pending is None and max(p.behind.values()) > 0 for p in status.partitions)
+    st.consume(link, partitions=[0])
+    st.consume(link, partitions=[1], fetch=1, max_rounds=1)  # one message of partition 1 analysed
+    status = st.stream_status(link)
+    p0, p1 = status.partitions
+    assert p0.state == "idle" and p0.pending == 0 and not any(p0.behind.values())
+    assert p1.state == "working" and p1.pending and p1.ack_pending == 0 and max(p1.behind.values()) > 0
+    # the stream loses what partition 1 has not analysed (as past its retention): a gap, not a wait
+    link._call(link.js.purge_stream(link.stream))
+    assert st.stream_status(link).partitions[1].state == "gap"
+
+    args = argparse.Namespace(stream=URL, stream_name=link.stream, partitions=2, format="json")
+    assert cli.cmd_stream_status(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["messages"] == 0 and [p["state"] for p in data["partitions"]] == ["idle", "gap"]
+    args.format = "table"
+    assert cli.cmd_stream_status(args) == 0
+    table = capsys.readouterr().out
+    assert f"stream {link.stream}: 0 messages" in table and "\n1\tgap\t0\t0\t" in table
+    # a stream that is not there is an error, and is not created
+    args.stream_name = link.stream + "_NONE"
+    assert cli.cmd_stream_status(args) == 2
+    assert "there is no stream" in capsys.readouterr().err
