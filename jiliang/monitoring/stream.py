@@ -427,8 +427,8 @@ class PartitionStatus:
     being analysed),
     ``waiting`` (a message was handed back ``redelivered`` times: it waits for an earlier range — stuck if
     that range is gone), ``gap`` (behind, yet the stream has nothing left to deliver: the range is no
-    longer in the stream — kept longer than its retention, or deleted — and must be analysed by
-    ``jiliang detect`` or skipped by moving the partition's cursors), ``new`` (no consumer yet)."""
+    longer in the stream — kept longer than its retention, or deleted — and is skipped only by moving the
+    partition's cursors to the publisher's), ``new`` (no consumer yet)."""
 
     partition: int
     pending: int | None        # messages not delivered yet (None: the consumer does not exist yet)
