@@ -12,7 +12,6 @@ import datetime as dt
 import logging
 from typing import Literal
 
-from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -29,11 +28,7 @@ def job_claim(*, name: str, period: str, holder: str, lease_s: float) -> Literal
     Otherwise ``"done"`` (this period or a later one is finished) or ``"busy"`` (another worker holds it)."""
     if not name or not period or not holder or lease_s <= 0:
         raise ValueError("job_claim needs a name, a period, a holder and a positive lease")
-    try:
-        with transaction.atomic():
-            JobLease.objects.get_or_create(name=name)
-    except IntegrityError:  # another worker created it at the same moment: it exists now
-        pass
+    JobLease.objects.get_or_create(name=name)  # a concurrent create: Django re-reads the row (savepoint)
     now = timezone.now()
     won = (JobLease.objects.filter(name=name, done_period__lt=period)
            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))

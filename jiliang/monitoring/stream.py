@@ -424,9 +424,8 @@ def consume(link: JetStreamLink, *, partitions: Iterable[int] | None = None, fet
 class PartitionStatus:
     """One partition's consumer and how far its detectors are behind the publisher, per kind (in record
     ids).  ``state``: ``idle`` (nothing behind, nothing to deliver), ``working`` (messages to deliver or
-    being analysed),
-    ``waiting`` (a message was handed back ``redelivered`` times: it waits for an earlier range — stuck if
-    that range is gone), ``gap`` (behind, yet the stream has nothing left to deliver: the range is no
+    being analysed), ``waiting`` (a message was handed back ``redelivered`` times: it waits for an earlier
+    range — stuck if that range is gone), ``gap`` (behind, yet the stream has nothing left to deliver: the range is no
     longer in the stream — kept longer than its retention, or deleted — and is skipped only by moving the
     partition's cursors to the publisher's), ``new`` (no consumer yet)."""
 
@@ -461,9 +460,8 @@ def stream_status(link: JetStreamLink) -> StreamStatus:
     from nats.js.errors import NotFoundError
 
     info = link._call(link.js.stream_info(link.stream))
-    published = dict(DetectorCursor.objects.filter(key__startswith="stream.publish:")
-                     .values_list("key", "last_id"))
-    published = {k.removeprefix("stream.publish:"): v for k, v in published.items()}
+    tops = dict(DetectorCursor.objects.filter(key__in=[publish_key(k) for k in SOURCES]).values_list("key", "last_id"))
+    published = {kind: tops[publish_key(kind)] for kind in SOURCES if publish_key(kind) in tops}
     cursors = dict(DetectorCursor.objects.filter(key__contains="@").values_list("key", "last_id"))
     dets = enabled_detectors()
     out: list[PartitionStatus] = []
